@@ -1,0 +1,98 @@
+/*
+ * main.c - the seglake binary: dispatches subcommands. The local object
+ * commands live in local.c, `serve` in serve.c (S3 daemon), `mount` in
+ * mount.c (FUSE). Nothing here touches storage directly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#if __has_include("cli/serve.h")
+#include "cli/serve.h"
+#define HAVE_SERVE 1
+#endif
+#if __has_include("cli/mount.h")
+#include "cli/mount.h"
+#define HAVE_MOUNT 1
+#endif
+
+static const char usage[] =
+	"usage: seglake COMMAND [ARGS]\n"
+	"\n"
+	"Data dir commands (DIR from --data, $SEGLAKE_DATA, or ./data):\n"
+	"  init DIR                          create an empty lake in DIR\n"
+	"  serve --data DIR [--listen A:P] [--mount MNT]   run the S3 daemon (and a mount)\n"
+	"  mount DIR MOUNTPOINT [--bucket B] mount the lake as a filesystem\n"
+	"  rebuild-index [--data DIR]        rebuild meta.db from the segments alone\n"
+	"\n"
+	"Local object commands (work on a data dir no daemon holds):\n"
+	"  bucket create NAME [--versioning enabled|unversioned|disabled]\n"
+	"  bucket list\n"
+	"  bucket delete NAME\n"
+	"  put BUCKET/KEY [FILE|-] [--content-type T] [--meta NAME=VALUE]...\n"
+	"  get BUCKET/KEY [FILE|-] [--version-id V]\n"
+	"  stat BUCKET/KEY [--version-id V]\n"
+	"  ls [BUCKET[/PREFIX]] [--recursive] [--versions]\n"
+	"  rm BUCKET/KEY [--version-id V]\n"
+	"  stats                             counts of buckets, objects, bytes, segments\n"
+	"\n"
+	"  version                           print the version\n"
+	"  help                              this text\n";
+
+int cli_fail(const char *cmd, const sl_err *err)
+{
+	fprintf(stderr, "seglake: %s: %s\n", cmd, err->msg[0] ? err->msg : sl_code_name(err->code));
+	return 1;
+}
+
+const char *cli_data_dir(const char *flag)
+{
+	if (flag && *flag)
+		return flag;
+	const char *env = getenv("SEGLAKE_DATA");
+	return env && *env ? env : "./data";
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("seglake %s\n", SEGLAKE_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "init")) {
+		if (argc != 3) {
+			fputs("usage: seglake init DIR\n", stderr);
+			return 2;
+		}
+		sl_err err = { 0 };
+		if (core_init(argv[2], &err) < 0)
+			return cli_fail("init", &err);
+		printf("initialised seglake data dir %s\n", argv[2]);
+		return 0;
+	}
+#ifdef HAVE_SERVE
+	if (!strcmp(cmd, "serve"))
+		return cli_serve(argc - 1, argv + 1);
+#endif
+#ifdef HAVE_MOUNT
+	if (!strcmp(cmd, "mount"))
+		return cli_mount(argc - 1, argv + 1);
+#endif
+	static const char *local[] = { "bucket", "put", "get", "stat", "ls", "rm",
+				       "rebuild-index", "stats", NULL };
+	for (int i = 0; local[i]; i++)
+		if (!strcmp(cmd, local[i]))
+			return cli_local(cmd, argc - 1, argv + 1);
+	fprintf(stderr, "seglake: unknown command '%s' (try 'seglake help')\n", cmd);
+	return 2;
+}

@@ -1,0 +1,389 @@
+/*
+ * apply.c - turns one journal op (JSON) into index changes. The same code
+ * runs for live commits, roll-forward after a crash, rebuild-index and (later)
+ * replicated ops, so an op must carry everything its effect depends on:
+ * version id, HLC, node, chunk list with locations, metadata.
+ *
+ * Ops: put (kind put/copy/rename/mkdir/meta/mpu/delete for delete markers),
+ * vdelete, bucket-create, bucket-delete, bucket-versioning, bucket-config,
+ * mpu-create, mpu-part, mpu-end. Every op but mpu-* adds an oplog entry.
+ */
+#include "core/core_internal.h"
+
+#include <string.h>
+
+static const char *S(json_t *op, const char *k)
+{
+	json_t *v = json_object_get(op, k);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int64_t I(json_t *op, const char *k)
+{
+	json_t *v = json_object_get(op, k);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static int bad(sl_err *err, const char *what)
+{
+	return sl_err_set(err, SL_EINVAL, "malformed journal op: %s", what);
+}
+
+static int oplog_add(core *c, meta_conn *w, json_t *op, const char *kind, const char *bucket,
+		     const char *key, const char *vid, sl_err *err)
+{
+	char *body = json_dumps(op, JSON_COMPACT);
+	if (!body)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO oplog(hlc, node, kind, bucket, key, vid, body) "
+					"VALUES(?1,?2,?3,?4,?5,?6,?7)",
+				     err);
+	if (!st) {
+		free(body);
+		return err->code;
+	}
+	sqlite3_bind_int64(st, 1, I(op, "hlc"));
+	sqlite3_bind_text(st, 2, S(op, "node") ? S(op, "node") : c->node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, bucket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, vid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, body, -1, SQLITE_STATIC);
+	int rc = meta_done(w, st, err);
+	free(body);
+	if (rc == 0)
+		c->pending_head = sqlite3_last_insert_rowid(meta_db(w));
+	return rc;
+}
+
+/* Points current(bucket,key) at the latest state-0 version unless it is a
+ * delete marker (or there is none). */
+static int current_fix(meta_conn *w, const char *b, const char *k, sl_err *err)
+{
+	sqlite3_stmt *st = meta_stmt(w, "SELECT id, dm FROM versions WHERE bucket=?1 AND key=?2 "
+					"AND state=0 ORDER BY hlc DESC, node DESC LIMIT 1",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+	int64_t id = 0;
+	int dm = 0;
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		dm = sqlite3_column_int(st, 1);
+	} else if (r != SQLITE_DONE) {
+		int rc = meta_fail(w, "find latest", err);
+		sqlite3_reset(st);
+		return rc;
+	}
+	sqlite3_reset(st);
+	if (id && !dm) {
+		st = meta_stmt(w, "INSERT INTO current(bucket, key, vrow) VALUES(?1,?2,?3) "
+				  "ON CONFLICT(bucket, key) DO UPDATE SET vrow=excluded.vrow",
+			       err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_int64(st, 3, id);
+	} else {
+		st = meta_stmt(w, "DELETE FROM current WHERE bucket=?1 AND key=?2", err);
+		if (!st)
+			return err->code;
+	}
+	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+	return meta_done(w, st, err);
+}
+
+static int bucket_exists(meta_conn *w, const char *b, sl_err *err)
+{
+	int vers;
+	return core_bucket_versioning(w, b, &vers, err);
+}
+
+/* Inserts chunk locations from a JSON chunk list; fills the ref array. */
+static int chunks_index(meta_conn *w, json_t *arr, core_chunkref **out, size_t *n, sl_err *err)
+{
+	int rc = core_chunks_from_json(arr, out, n);
+	if (rc < 0)
+		return bad(err, "chunk list");
+	sqlite3_stmt *st = meta_stmt(
+		w, "INSERT OR IGNORE INTO chunks(hash, seg, off, len) VALUES(?1,?2,?3,?4)", err);
+	if (!st)
+		return err->code;
+	for (size_t i = 0; i < *n; i++) {
+		json_t *e = json_array_get(arr, i);
+		if (json_array_size(e) < 4 || json_is_null(json_array_get(e, 0)))
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_blob(st, 1, (*out)[i].hash, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, json_integer_value(json_array_get(e, 2)));
+		sqlite3_bind_int64(st, 3, json_integer_value(json_array_get(e, 3)));
+		sqlite3_bind_int64(st, 4, (*out)[i].len);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int apply_put(core *c, meta_conn *w, json_t *op, sl_err *err)
+{
+	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v"), *node = S(op, "node");
+	const char *etag = S(op, "etag"), *kind = S(op, "kind");
+	if (!b || !k || !v || !node || !etag)
+		return bad(err, "put without bucket/key/version/node/etag");
+	int rc = bucket_exists(w, b, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	if (strcmp(v, CORE_NULL_VERSION) == 0) {
+		st = meta_stmt(w, "DELETE FROM versions WHERE bucket=?1 AND key=?2 AND vid='null'",
+			       err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	} else {
+		st = meta_stmt(w, "SELECT 1 FROM versions WHERE bucket=?1 AND key=?2 AND vid=?3",
+			       err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (r == SQLITE_ROW)
+			return 0; /* already applied: ops are idempotent */
+	}
+	core_chunkref *ch = NULL;
+	size_t n = 0;
+	json_t *meta = json_object_get(op, "meta");
+	char *meta_s = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS)
+					   : strdup("{}");
+	rc = chunks_index(w, json_object_get(op, "chunks"), &ch, &n, err);
+	size_t blen = 0;
+	void *blob = rc == 0 ? core_chunks_blob(ch, n, &blen) : NULL;
+	if (rc == 0 && (!blob || !meta_s))
+		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
+	if (rc == 0) {
+		st = meta_stmt(w, "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
+				  " mtime_ms, meta, state, chunks) "
+				  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+			       err);
+		if (!st)
+			rc = err->code;
+	}
+	if (rc == 0) {
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, I(op, "hlc"));
+		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 6, json_is_true(json_object_get(op, "dm")));
+		sqlite3_bind_int64(st, 7, I(op, "size"));
+		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 9, I(op, "ms"));
+		sqlite3_bind_text(st, 10, meta_s, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 11, (int)I(op, "state"));
+		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
+		rc = meta_done(w, st, err);
+	}
+	free(blob);
+	free(ch);
+	free(meta_s);
+	if (rc == 0)
+		rc = current_fix(w, b, k, err);
+	if (rc == 0)
+		rc = oplog_add(c, w, op, kind ? kind : "put", b, k, v, err);
+	return rc;
+}
+
+static int apply_vdelete(core *c, meta_conn *w, json_t *op, sl_err *err)
+{
+	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v");
+	if (!b || !k || !v)
+		return bad(err, "vdelete without bucket/key/version");
+	sqlite3_stmt *st =
+		meta_stmt(w, "DELETE FROM versions WHERE bucket=?1 AND key=?2 AND vid=?3", err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
+	int rc = meta_done(w, st, err);
+	if (rc == 0)
+		rc = current_fix(w, b, k, err);
+	if (rc == 0)
+		rc = oplog_add(c, w, op, S(op, "kind") ? S(op, "kind") : "vdelete", b, k, v, err);
+	return rc;
+}
+
+static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, sl_err *err)
+{
+	const char *b = S(op, "b");
+	if (!b)
+		return bad(err, "bucket op without bucket");
+	sqlite3_stmt *st;
+	int rc;
+	if (strcmp(what, "bucket-create") == 0) {
+		st = meta_stmt(w, "INSERT INTO buckets(name, versioning, created_ms, hlc, node) "
+				  "VALUES(?1,?2,?3,?4,?5)",
+			       err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, (int)I(op, "vers"));
+		sqlite3_bind_int64(st, 3, I(op, "ms"));
+		sqlite3_bind_int64(st, 4, I(op, "hlc"));
+		sqlite3_bind_text(st, 5, S(op, "node") ? S(op, "node") : c->node, -1,
+				  SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqlite3_reset(st);
+			return sl_err_set(err, SL_EBUCKETEXISTS, "bucket %s already exists", b);
+		}
+		sqlite3_reset(st);
+	} else if (strcmp(what, "bucket-delete") == 0) {
+		st = meta_stmt(w, "DELETE FROM buckets WHERE name=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+		st = meta_stmt(w, "DELETE FROM bucket_config WHERE bucket=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	} else if (strcmp(what, "bucket-versioning") == 0) {
+		if ((rc = bucket_exists(w, b, err)) < 0)
+			return rc;
+		st = meta_stmt(w, "UPDATE buckets SET versioning=?2 WHERE name=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, (int)I(op, "vers"));
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	} else { /* bucket-config */
+		const char *name = S(op, "name"), *value = S(op, "value");
+		if (!name)
+			return bad(err, "bucket-config without name");
+		if ((rc = bucket_exists(w, b, err)) < 0)
+			return rc;
+		if (value) {
+			st = meta_stmt(w, "INSERT INTO bucket_config(bucket, name, value) "
+					  "VALUES(?1,?2,?3) ON CONFLICT(bucket, name) DO UPDATE "
+					  "SET value=excluded.value",
+				       err);
+			if (!st)
+				return err->code;
+			sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+		} else {
+			st = meta_stmt(w, "DELETE FROM bucket_config WHERE bucket=?1 AND name=?2",
+				       err);
+			if (!st)
+				return err->code;
+		}
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	}
+	return oplog_add(c, w, op, what, b, NULL, NULL, err);
+}
+
+static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
+{
+	const char *id = S(op, "id");
+	if (!id)
+		return bad(err, "mpu op without upload id");
+	sqlite3_stmt *st;
+	int rc;
+	if (strcmp(what, "mpu-create") == 0) {
+		const char *b = S(op, "b"), *k = S(op, "k");
+		json_t *meta = json_object_get(op, "meta");
+		if (!b || !k)
+			return bad(err, "mpu-create without bucket/key");
+		if ((rc = bucket_exists(w, b, err)) < 0)
+			return rc;
+		char *m = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS)
+					       : strdup("{}");
+		st = meta_stmt(w, "INSERT INTO uploads(id, bucket, key, meta, created_ms) "
+				  "VALUES(?1,?2,?3,?4,?5)",
+			       err);
+		if (!st || !m) {
+			free(m);
+			return st ? sl_err_set(err, SL_ENOMEM, "out of memory") : err->code;
+		}
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, k, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, m, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 5, I(op, "ms"));
+		free(m);
+		return meta_done(w, st, err);
+	}
+	if (strcmp(what, "mpu-part") == 0) {
+		core_chunkref *ch = NULL;
+		size_t n = 0, blen = 0;
+		if ((rc = chunks_index(w, json_object_get(op, "chunks"), &ch, &n, err)) < 0) {
+			free(ch);
+			return rc;
+		}
+		void *blob = core_chunks_blob(ch, n, &blen);
+		free(ch);
+		if (!blob)
+			return sl_err_set(err, SL_ENOMEM, "out of memory");
+		st = meta_stmt(w, "INSERT OR REPLACE INTO parts(upload, num, size, etag, mtime_ms, "
+				  "chunks) VALUES(?1,?2,?3,?4,?5,?6)",
+			       err);
+		if (!st) {
+			free(blob);
+			return err->code;
+		}
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, (int)I(op, "num"));
+		sqlite3_bind_int64(st, 3, I(op, "size"));
+		sqlite3_bind_text(st, 4, S(op, "etag") ? S(op, "etag") : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, I(op, "ms"));
+		sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_TRANSIENT);
+		free(blob);
+		return meta_done(w, st, err);
+	}
+	/* mpu-end: complete or abort */
+	st = meta_stmt(w, "DELETE FROM parts WHERE upload=?1", err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if ((rc = meta_done(w, st, err)) < 0)
+		return rc;
+	st = meta_stmt(w, "DELETE FROM uploads WHERE id=?1", err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	return meta_done(w, st, err);
+}
+
+int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
+{
+	const char *what = S(op, "op");
+	if (!what)
+		return bad(err, "no op name");
+	if (strcmp(what, "put") == 0)
+		return apply_put(c, w, op, err);
+	if (strcmp(what, "vdelete") == 0)
+		return apply_vdelete(c, w, op, err);
+	if (strncmp(what, "bucket-", 7) == 0 &&
+	    (strcmp(what, "bucket-create") == 0 || strcmp(what, "bucket-delete") == 0 ||
+	     strcmp(what, "bucket-versioning") == 0 || strcmp(what, "bucket-config") == 0))
+		return apply_bucket(c, w, op, what, err);
+	if (strcmp(what, "mpu-create") == 0 || strcmp(what, "mpu-part") == 0 ||
+	    strcmp(what, "mpu-end") == 0)
+		return apply_mpu(w, op, what, err);
+	return sl_err_set(err, SL_EINVAL, "unknown journal op '%s'", what);
+}

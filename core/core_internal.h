@@ -1,0 +1,107 @@
+/*
+ * core_internal.h - what the files of core/ share: the core struct, the
+ * commit queue and the op appliers. Not for front ends.
+ */
+#ifndef SL_CORE_INTERNAL_H
+#define SL_CORE_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+
+#include "core/core.h"
+#include "meta/hlc.h"
+#include "meta/meta.h"
+#include "store/store.h"
+
+struct core {
+	char *dir;
+	int lockfd;
+	char node[17];
+	uint64_t max_object;
+	store *st;
+	meta *md;
+
+	/* commit queue: the head is the leader (see core_commit) */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	struct core_txn *qhead, *qtail;
+	hlc_clock hlc;         /* used by the leader only */
+	int64_t pending_head;  /* oplog seq written in the open transaction */
+
+	/* chunks appended but not yet in the chunk index (hash -> location);
+	 * an entry leaves once a commit has indexed the chunk */
+	pthread_mutex_t pmu;
+	struct core_pending **pending;
+	size_t npending_buckets;
+
+	/* oplog followers */
+	pthread_mutex_t omu;
+	pthread_cond_t ocv;
+	int64_t oplog_head;
+	unsigned wake_gen;
+};
+
+typedef struct core_txn core_txn;
+/* Builds and applies the ops of one transaction on the writer connection,
+ * inside a savepoint; on error everything it did is rolled back. Runs on the
+ * leader's thread: it may only use t->arg. */
+typedef int (*core_prepare_fn)(core *c, meta_conn *w, core_txn *t, sl_err *err);
+
+struct core_txn {
+	core_prepare_fn prepare;
+	void *arg;
+	json_t *ops;
+	int rc;
+	sl_err err;
+	int done;
+	core_txn *next;
+};
+
+/* Runs a transaction through the group commit: returns once it is durable
+ * (chunks and journal fsynced, SQLite committed) or failed. */
+int core_commit(core *c, core_prepare_fn fn, void *arg, sl_err *err);
+/* Applies op (live or replayed) and records it in t->ops (t may be NULL in replay). */
+int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err);
+int core_txn_apply(core *c, meta_conn *w, core_txn *t, json_t *op, sl_err *err);
+
+/* Pending chunk map (core/objects.c). */
+void core_pending_add(core *c, const uint8_t hash[32], store_loc loc);
+int core_pending_get(core *c, const uint8_t hash[32], store_loc *loc);
+void core_pending_drop_ops(core *c, json_t *ops);
+void core_pending_free(core *c);
+/* Location of a stored chunk: index first, then the pending map. */
+int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
+		   sl_err *err);
+
+/* New op object with "op", hlc and node filled (live ops). */
+json_t *core_op_new(core *c, const char *op);
+
+/* chunk lists <-> the versions.chunks blob (u32 len + 32-byte hash each) */
+void *core_chunks_blob(const core_chunkref *ch, size_t n, size_t *len);
+int core_chunks_from_blob(const void *blob, size_t len, core_chunkref **out, size_t *n);
+/* chunk list -> JSON [[hexhash, len, seg, off] | [null, len]] with locations */
+json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size_t n,
+			 sl_err *err);
+int core_chunks_from_json(json_t *arr, core_chunkref **out, size_t *n);
+
+/* Row of "SELECT <CORE_VCOLS> FROM versions v" -> objinfo (+ chunks if wanted). */
+#define CORE_VCOLS                                                                        \
+	"v.id, v.bucket, v.key, v.vid, v.hlc, v.node, v.dm, v.size, v.etag, v.mtime_ms, " \
+	"v.meta, v.state, v.chunks"
+int core_row_objinfo(sqlite3_stmt *st, int col0, core_objinfo *oi, core_chunkref **chunks,
+		     size_t *nchunks);
+/* Finds a version: vid NULL = latest (any state-0 version, delete markers
+ * included). Returns row id > 0, or SL_ENOKEY / SL_ENOVERSION. */
+int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
+			  const char *vid, core_objinfo *oi, core_chunkref **chunks,
+			  size_t *nchunks, sl_err *err);
+int core_bucket_versioning(meta_conn *conn, const char *bucket, int *vers, sl_err *err);
+/* Validates a key: 1..1024 bytes, no NUL. */
+int core_key_check(const char *key, sl_err *err);
+void core_hex(const uint8_t *in, size_t n, char *out);
+int core_unhex(const char *in, uint8_t *out, size_t n);
+/* "md5(concat of raw md5s)-N" style etag over chunk hashes (patched data). */
+void core_etag_of_chunks(const core_chunkref *ch, size_t n, char out[72]);
+int core_meta_valid(const char *meta, sl_err *err);
+
+#endif

@@ -1,0 +1,142 @@
+/* io.c - the POSIX backend of store_io and the loop helpers. */
+#include "store/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int px_open(const store_io *io, const char *path, int flags, int mode)
+{
+	(void)io;
+	int fd = open(path, flags | O_CLOEXEC, mode);
+	return fd < 0 ? -errno : fd;
+}
+
+static int px_close(const store_io *io, int fd)
+{
+	(void)io;
+	return close(fd) < 0 ? -errno : 0;
+}
+
+static ssize_t px_pread(const store_io *io, int fd, void *buf, size_t n, off_t off)
+{
+	(void)io;
+	ssize_t r;
+	do
+		r = pread(fd, buf, n, off);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t px_pwrite(const store_io *io, int fd, const void *buf, size_t n, off_t off)
+{
+	(void)io;
+	ssize_t r;
+	do
+		r = pwrite(fd, buf, n, off);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+static int px_fsync(const store_io *io, int fd)
+{
+	(void)io;
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static int px_ftruncate(const store_io *io, int fd, off_t len)
+{
+	(void)io;
+	return ftruncate(fd, len) < 0 ? -errno : 0;
+}
+
+static int px_fallocate(const store_io *io, int fd, off_t len)
+{
+	(void)io;
+	int r = posix_fallocate(fd, 0, len);
+	return r ? -r : 0;
+}
+
+static off_t px_size(const store_io *io, int fd)
+{
+	(void)io;
+	struct stat st;
+	return fstat(fd, &st) < 0 ? -errno : st.st_size;
+}
+
+static int px_rename(const store_io *io, const char *from, const char *to)
+{
+	(void)io;
+	return rename(from, to) < 0 ? -errno : 0;
+}
+
+static int px_unlink(const store_io *io, const char *path)
+{
+	(void)io;
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+static int px_fsync_dir(const store_io *io, const char *dir)
+{
+	(void)io;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static const store_io posix_io = {
+	.open = px_open,
+	.close = px_close,
+	.pread = px_pread,
+	.pwrite = px_pwrite,
+	.fsync = px_fsync,
+	.ftruncate = px_ftruncate,
+	.fallocate = px_fallocate,
+	.size = px_size,
+	.rename = px_rename,
+	.unlink = px_unlink,
+	.fsync_dir = px_fsync_dir,
+	.ctx = NULL,
+};
+
+const store_io *store_io_posix(void)
+{
+	return &posix_io;
+}
+
+int store_io_write_all(const store_io *io, int fd, const void *buf, size_t n, off_t off)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = io->pwrite(io, fd, p, n, off);
+		if (w < 0)
+			return (int)w;
+		if (w == 0)
+			return -EIO;
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+int store_io_read_all(const store_io *io, int fd, void *buf, size_t n, off_t off)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = io->pread(io, fd, p, n, off);
+		if (r < 0)
+			return (int)r;
+		if (r == 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}

@@ -1,0 +1,578 @@
+/*
+ * store.c - segment manager: recovery, append, rotation/sealing, reads, scans.
+ * See store.h for the contract and segment.h for the format.
+ */
+#include "store/store.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/crc32c.h"
+
+struct store {
+	char *dir;
+	const store_io *io;
+	uint64_t seg_max;
+	unsigned idle_sec;
+	char node[17];
+
+	pthread_mutex_t mu; /* guards everything below */
+	pthread_cond_t cv;
+	uint64_t *ids; /* sorted ids of every segment file */
+	size_t nids, capids;
+	uint64_t bytes;     /* total bytes of all segments */
+	int cur_fd;         /* open segment, -1 if none */
+	uint64_t cur_id;
+	uint64_t tail;      /* end of the last record in the open segment */
+	uint64_t synced;    /* bytes of the open segment known durable */
+	int syncing;        /* fsyncs in flight on cur_fd */
+	int broken;         /* a failed cleanup left the tail unknown: refuse appends */
+	int64_t last_append_ms;
+	uint64_t nrecords;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void seg_path(const store *s, uint64_t id, char *out, size_t n)
+{
+	snprintf(out, n, "%s/seg-%016" PRIx64 ".sl", s->dir, id);
+}
+
+static int ids_add(store *s, uint64_t id)
+{
+	if (s->nids == s->capids) {
+		size_t cap = s->capids ? s->capids * 2 : 64;
+		uint64_t *p = realloc(s->ids, cap * sizeof(*p));
+		if (!p)
+			return SL_ENOMEM;
+		s->ids = p;
+		s->capids = cap;
+	}
+	s->ids[s->nids++] = id;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Walks one segment. Sets *tail to the end of the last valid record and
+ * *sealed if a footer was found. Records at or after verify_off are fully
+ * verified. Returns 0, or SL_ECORRUPT with *bad = offset of the first
+ * invalid record (the caller decides whether that is a tail or damage). */
+static int walk(store *s, int fd, uint64_t size, uint64_t verify_off, uint64_t *tail, int *sealed,
+		uint64_t *bad, uint64_t *nrec)
+{
+	uint64_t pos = SEG_HEADER_SIZE;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	*sealed = 0;
+	while (pos < size) {
+		uint8_t h[SEG_REC_HEADER];
+		seg_rec r;
+		if (pos + SEG_REC_HEADER > size ||
+		    store_io_read_all(s->io, fd, h, sizeof(h), (off_t)pos) < 0 ||
+		    seg_rec_decode(h, sizeof(h), &r) < 0 ||
+		    pos + SEG_REC_HEADER + r.payload_len > size) {
+			rc = SL_ECORRUPT;
+			break;
+		}
+		if (pos >= verify_off) {
+			if (cap < r.payload_len) {
+				free(buf);
+				cap = r.payload_len;
+				buf = malloc(cap ? cap : 1);
+				if (!buf) {
+					free(buf);
+					return SL_ENOMEM;
+				}
+			}
+			if (store_io_read_all(s->io, fd, buf, r.payload_len,
+					      (off_t)(pos + SEG_REC_HEADER)) < 0 ||
+			    seg_rec_verify(&r, buf) < 0) {
+				rc = SL_ECORRUPT;
+				break;
+			}
+		}
+		pos += SEG_REC_HEADER + r.payload_len;
+		(*nrec)++;
+		if (r.type == SEG_REC_FOOTER) {
+			*sealed = 1;
+			break;
+		}
+	}
+	free(buf);
+	*tail = pos;
+	*bad = pos;
+	return rc;
+}
+
+static int recover_segment(store *s, uint64_t id, int is_last, store_pos vf, int *keep_open,
+			   uint64_t *tail_out, sl_err *err)
+{
+	char path[4096];
+	seg_path(s, id, path, sizeof(path));
+	*keep_open = -1;
+	int fd = s->io->open(s->io, path, O_RDWR, 0);
+	if (fd < 0)
+		return sl_err_set(err, sl_code_from_errno(-fd), "open %s: %s", path, strerror(-fd));
+	off_t size = s->io->size(s->io, fd);
+	uint8_t hb[SEG_HEADER_SIZE];
+	seg_header hdr;
+	if (size < SEG_HEADER_SIZE ||
+	    store_io_read_all(s->io, fd, hb, sizeof(hb), 0) < 0 ||
+	    seg_header_decode(hb, sizeof(hb), &hdr) < 0 || hdr.id != id) {
+		s->io->close(s->io, fd);
+		if (is_last && (id > vf.seg || vf.off == 0)) {
+			/* created but its header never became durable: holds nothing */
+			s->io->unlink(s->io, path);
+			s->nids--;
+			*tail_out = 0;
+			return 0;
+		}
+		return sl_err_set(err, SL_ECORRUPT, "segment %s: bad header", path);
+	}
+	uint64_t verify_off = id > vf.seg ? 0 : (id == vf.seg ? vf.off : UINT64_MAX);
+	uint64_t tail, bad, nrec = 0;
+	int sealed;
+	int rc = walk(s, fd, (uint64_t)size, verify_off, &tail, &sealed, &bad, &nrec);
+	s->nrecords = nrec;
+	if (rc == SL_ENOMEM) {
+		s->io->close(s->io, fd);
+		return sl_err_set(err, rc, "out of memory recovering %s", path);
+	}
+	if (rc == SL_ECORRUPT && bad < verify_off) {
+		s->io->close(s->io, fd);
+		return sl_err_set(err, SL_ECORRUPT,
+				  "segment %s: invalid record at offset %" PRIu64
+				  " inside committed data (run fsck)",
+				  path, bad);
+	}
+	if ((uint64_t)size > tail) {
+		/* torn tail (or a preallocated/zero tail): cut it */
+		int r = s->io->ftruncate(s->io, fd, (off_t)tail);
+		if (r == 0)
+			r = s->io->fsync(s->io, fd);
+		if (r < 0) {
+			s->io->close(s->io, fd);
+			return sl_err_set(err, sl_code_from_errno(-r), "cut torn tail of %s: %s",
+					  path, strerror(-r));
+		}
+		fprintf(stderr, "seglake: recovery: cut %" PRIu64 " torn bytes from %s\n",
+			(uint64_t)size - tail, path);
+	}
+	*tail_out = tail;
+	if (is_last && !sealed) {
+		*keep_open = fd;
+		return 0;
+	}
+	s->io->close(s->io, fd);
+	return 0;
+}
+
+int store_open(const char *dir, const store_opts *o, store_pos vf, store **out, sl_err *err)
+{
+	store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	s->dir = strdup(dir);
+	s->io = (o && o->io) ? o->io : store_io_posix();
+	s->seg_max = (o && o->segment_max_bytes) ? o->segment_max_bytes : 256ull << 20;
+	s->idle_sec = (o && o->segment_idle_sec) ? o->segment_idle_sec : 60;
+	snprintf(s->node, sizeof(s->node), "%s", (o && o->node) ? o->node : "");
+	s->cur_fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	int rc = 0;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = sl_err_set(err, sl_code_from_errno(errno), "mkdir %s: %s", dir,
+				strerror(errno));
+		goto fail;
+	}
+	DIR *d = opendir(dir);
+	if (!d) {
+		rc = sl_err_set(err, SL_EIO, "opendir %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint64_t id;
+		char tail[8];
+		if (sscanf(de->d_name, "seg-%16" SCNx64 ".%2s", &id, tail) == 2 &&
+		    strcmp(tail, "sl") == 0 && strlen(de->d_name) == 23) {
+			if ((rc = ids_add(s, id)) < 0) {
+				closedir(d);
+				sl_err_set(err, rc, "out of memory");
+				goto fail;
+			}
+		}
+	}
+	closedir(d);
+	qsort(s->ids, s->nids, sizeof(*s->ids), cmp_u64);
+
+	for (size_t i = 0; i < s->nids;) {
+		uint64_t id = s->ids[i];
+		int is_last = i + 1 == s->nids;
+		if (id < vf.seg && !is_last) {
+			char path[4096];
+			struct stat st;
+			seg_path(s, id, path, sizeof(path));
+			if (stat(path, &st) == 0)
+				s->bytes += (uint64_t)st.st_size;
+			i++;
+			continue;
+		}
+		int keep_fd = -1;
+		uint64_t tail = 0;
+		size_t before = s->nids;
+		if ((rc = recover_segment(s, id, is_last, vf, &keep_fd, &tail, err)) < 0)
+			goto fail;
+		if (s->nids < before)
+			continue; /* removed an empty last segment */
+		s->bytes += tail;
+		if (keep_fd >= 0) {
+			s->cur_fd = keep_fd;
+			s->cur_id = id;
+			s->tail = tail;
+			s->synced = tail;
+		}
+		i++;
+	}
+	s->last_append_ms = now_ms();
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+static int seal_locked(store *s, sl_err *err)
+{
+	if (s->cur_fd < 0)
+		return 0;
+	while (s->syncing > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	char foot[128];
+	int n = snprintf(foot, sizeof(foot), "{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+			 ",\"sealed_ms\":%" PRId64 "}",
+			 s->nrecords, s->tail, now_ms());
+	uint8_t h[SEG_REC_HEADER];
+	seg_rec_encode(SEG_REC_FOOTER, (uint32_t)n, sl_crc32c(0, foot, (size_t)n), h);
+	int r = store_io_write_all(s->io, s->cur_fd, h, sizeof(h), (off_t)s->tail);
+	if (r == 0)
+		r = store_io_write_all(s->io, s->cur_fd, foot, (size_t)n,
+				       (off_t)(s->tail + SEG_REC_HEADER));
+	if (r == 0)
+		r = s->io->fsync(s->io, s->cur_fd);
+	if (r < 0) {
+		/* leave the segment open; the partial footer is a torn tail to cut */
+		if (s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail) < 0)
+			s->broken = 1;
+		return sl_err_set(err, sl_code_from_errno(-r), "seal segment: %s", strerror(-r));
+	}
+	s->bytes += SEG_REC_HEADER + (uint64_t)n;
+	s->io->close(s->io, s->cur_fd);
+	s->cur_fd = -1;
+	s->nrecords = 0;
+	return 0;
+}
+
+static int create_locked(store *s, sl_err *err)
+{
+	uint64_t id = s->nids ? s->ids[s->nids - 1] + 1 : 1;
+	char path[4096];
+	seg_path(s, id, path, sizeof(path));
+	int fd = s->io->open(s->io, path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return sl_err_set(err, sl_code_from_errno(-fd), "create %s: %s", path,
+				  strerror(-fd));
+	seg_header h = { .id = id, .created_ms = now_ms() };
+	memcpy(h.node, s->node, sizeof(h.node));
+	uint8_t hb[SEG_HEADER_SIZE];
+	seg_header_encode(&h, hb);
+	int r = store_io_write_all(s->io, fd, hb, sizeof(hb), 0);
+	if (r == 0)
+		r = s->io->fsync(s->io, fd);
+	if (r == 0)
+		r = s->io->fsync_dir(s->io, s->dir);
+	if (r < 0) {
+		s->io->close(s->io, fd);
+		s->io->unlink(s->io, path);
+		return sl_err_set(err, sl_code_from_errno(-r), "create %s: %s", path,
+				  strerror(-r));
+	}
+	if ((r = ids_add(s, id)) < 0) {
+		s->io->close(s->io, fd);
+		return sl_err_set(err, r, "out of memory");
+	}
+	s->cur_fd = fd;
+	s->cur_id = id;
+	s->tail = SEG_HEADER_SIZE;
+	s->synced = SEG_HEADER_SIZE;
+	s->bytes += SEG_HEADER_SIZE;
+	s->nrecords = 0;
+	return 0;
+}
+
+int store_append(store *s, int type, const uint8_t *hash, const void *data, uint32_t len,
+		 store_loc *loc, store_pos *end, sl_err *err)
+{
+	assert(type == SEG_REC_CHUNK || type == SEG_REC_JOURNAL);
+	uint32_t extra = type == SEG_REC_CHUNK ? 32 : 0;
+	if (len > SEG_MAX_PAYLOAD - extra)
+		return sl_err_set(err, SL_EINVAL, "record of %u bytes too large", len);
+	uint8_t head[SEG_REC_HEADER + 32];
+	uint32_t crc = type == SEG_REC_CHUNK ? sl_crc32c(0, hash, 32) : sl_crc32c(0, data, len);
+	seg_rec_encode(type, len + extra, crc, head);
+	if (extra)
+		memcpy(head + SEG_REC_HEADER, hash, 32);
+	uint64_t need = SEG_REC_HEADER + extra + (uint64_t)len;
+
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	if (s->broken) {
+		rc = sl_err_set(err, SL_EIO, "segment store is read-only after an I/O failure; "
+					     "restart to recover");
+		goto out;
+	}
+	if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE && s->tail + need > s->seg_max &&
+	    (rc = seal_locked(s, err)) < 0)
+		goto out;
+	if (s->cur_fd < 0 && (rc = create_locked(s, err)) < 0)
+		goto out;
+	uint64_t at = s->tail;
+	int r = store_io_write_all(s->io, s->cur_fd, head, SEG_REC_HEADER + extra, (off_t)at);
+	if (r == 0)
+		r = store_io_write_all(s->io, s->cur_fd, data, len,
+				       (off_t)(at + SEG_REC_HEADER + extra));
+	if (r < 0) {
+		if (s->io->ftruncate(s->io, s->cur_fd, (off_t)at) < 0)
+			s->broken = 1;
+		rc = sl_err_set(err, sl_code_from_errno(-r), "write segment: %s", strerror(-r));
+		goto out;
+	}
+	s->tail = at + need;
+	s->bytes += need;
+	s->nrecords++;
+	s->last_append_ms = now_ms();
+	if (loc)
+		*loc = (store_loc){ s->cur_id, at + SEG_REC_HEADER + extra, len };
+	if (end)
+		*end = (store_pos){ s->cur_id, s->tail };
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_sync(store *s, sl_err *err)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->cur_fd < 0 || s->synced >= s->tail) {
+		pthread_mutex_unlock(&s->mu);
+		return 0;
+	}
+	int fd = s->cur_fd;
+	uint64_t target = s->tail;
+	s->syncing++;
+	pthread_mutex_unlock(&s->mu);
+	int r = s->io->fsync(s->io, fd);
+	pthread_mutex_lock(&s->mu);
+	s->syncing--;
+	if (r == 0 && target > s->synced)
+		s->synced = target;
+	if (r < 0)
+		s->broken = 1; /* after a failed fsync the page state is unknown */
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (r < 0)
+		return sl_err_set(err, sl_code_from_errno(-r), "fsync segment: %s", strerror(-r));
+	return 0;
+}
+
+store_pos store_tail(store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	store_pos p = { s->cur_fd >= 0 ? s->cur_id : (s->nids ? s->ids[s->nids - 1] : 0),
+			s->cur_fd >= 0 ? s->tail : 0 };
+	if (s->cur_fd < 0 && s->nids)
+		p = (store_pos){ s->ids[s->nids - 1] + 1, 0 };
+	pthread_mutex_unlock(&s->mu);
+	return p;
+}
+
+int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err)
+{
+	char path[4096];
+	seg_path(s, seg, path, sizeof(path));
+	int fd = s->io->open(s->io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
+				  "open %s: %s", path, strerror(-fd));
+	int r = store_io_read_all(s->io, fd, buf, len, (off_t)off);
+	s->io->close(s->io, fd);
+	if (r < 0)
+		return sl_err_set(err, r == -EIO ? SL_EIO : sl_code_from_errno(-r),
+				  "read %s at %" PRIu64 ": %s", path, off, strerror(-r));
+	return 0;
+}
+
+void store_tick(store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE && s->synced >= s->tail &&
+	    now_ms() - s->last_append_ms > (int64_t)s->idle_sec * 1000)
+		(void)seal_locked(s, NULL);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int store_seal(store *s, sl_err *err)
+{
+	pthread_mutex_lock(&s->mu);
+	int rc = 0;
+	if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE)
+		rc = seal_locked(s, err);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *err)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t n = s->nids;
+	uint64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (ids)
+		memcpy(ids, s->ids, n * sizeof(*ids));
+	pthread_mutex_unlock(&s->mu);
+	if (!ids)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	int rc = 0, corrupt = 0;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (ids[i] < from.seg)
+			continue;
+		char path[4096];
+		seg_path(s, ids[i], path, sizeof(path));
+		int fd = s->io->open(s->io, path, O_RDONLY, 0);
+		if (fd < 0) {
+			rc = sl_err_set(err, sl_code_from_errno(-fd), "open %s: %s", path,
+					strerror(-fd));
+			break;
+		}
+		uint64_t size = (uint64_t)s->io->size(s->io, fd);
+		uint64_t pos = SEG_HEADER_SIZE;
+		if (ids[i] == from.seg && from.off > pos)
+			pos = from.off;
+		while (pos < size) {
+			uint8_t h[SEG_REC_HEADER + 32];
+			seg_rec r;
+			if (pos + SEG_REC_HEADER > size ||
+			    store_io_read_all(s->io, fd, h, SEG_REC_HEADER, (off_t)pos) < 0 ||
+			    seg_rec_decode(h, SEG_REC_HEADER, &r) < 0 ||
+			    pos + SEG_REC_HEADER + r.payload_len > size) {
+				if (!corrupt)
+					sl_err_set(err, SL_ECORRUPT,
+						   "segment %s: invalid record at offset %" PRIu64,
+						   path, pos);
+				corrupt = 1;
+				break;
+			}
+			uint64_t next = pos + SEG_REC_HEADER + r.payload_len;
+			store_pos end = { ids[i], next };
+			if (r.type == SEG_REC_CHUNK) {
+				if (store_io_read_all(s->io, fd, h + SEG_REC_HEADER, 32,
+						      (off_t)(pos + SEG_REC_HEADER)) < 0 ||
+				    sl_crc32c(0, h + SEG_REC_HEADER, 32) != r.payload_crc) {
+					if (!corrupt)
+						sl_err_set(err, SL_ECORRUPT,
+							   "segment %s: bad chunk record at %" PRIu64,
+							   path, pos);
+					corrupt = 1;
+					break;
+				}
+				store_loc loc = { ids[i], pos + SEG_REC_HEADER + 32,
+						  r.payload_len - 32 };
+				rc = fn(ctx, r.type, h + SEG_REC_HEADER, NULL, loc, end);
+			} else if (r.type == SEG_REC_JOURNAL) {
+				if (cap < r.payload_len + 1) {
+					free(buf);
+					cap = r.payload_len + 1;
+					buf = malloc(cap);
+					if (!buf) {
+						cap = 0;
+						rc = sl_err_set(err, SL_ENOMEM, "out of memory");
+						break;
+					}
+				}
+				if (store_io_read_all(s->io, fd, buf, r.payload_len,
+						      (off_t)(pos + SEG_REC_HEADER)) < 0 ||
+				    seg_rec_verify(&r, buf) < 0) {
+					if (!corrupt)
+						sl_err_set(err, SL_ECORRUPT,
+							   "segment %s: bad journal record at %" PRIu64,
+							   path, pos);
+					corrupt = 1;
+					break;
+				}
+				buf[r.payload_len] = '\0';
+				store_loc loc = { ids[i], pos + SEG_REC_HEADER, r.payload_len };
+				rc = fn(ctx, r.type, NULL, buf, loc, end);
+			} else {
+				break; /* footer: sealed */
+			}
+			pos = next;
+		}
+		s->io->close(s->io, fd);
+	}
+	free(buf);
+	free(ids);
+	if (rc == 0 && corrupt)
+		return SL_ECORRUPT;
+	return rc;
+}
+
+void store_stats_get(store *s, store_stats *out)
+{
+	pthread_mutex_lock(&s->mu);
+	out->segments = s->nids;
+	out->bytes = s->bytes;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	while (s->syncing > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->cur_fd >= 0) {
+		if (s->synced < s->tail)
+			s->io->fsync(s->io, s->cur_fd);
+		s->io->close(s->io, s->cur_fd);
+	}
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->ids);
+	free(s->dir);
+	free(s);
+}
