@@ -61,7 +61,7 @@ static int oplog_add(core *c, meta_conn *w, json_t *op, const char *kind, const 
 static int current_fix(meta_conn *w, const char *b, const char *k, sl_err *err)
 {
 	sqlite3_stmt *st = meta_stmt(w, "SELECT id, dm FROM versions WHERE bucket=?1 AND key=?2 "
-					"AND state=0 ORDER BY hlc DESC, node DESC LIMIT 1",
+					"AND state IN (0,3) ORDER BY hlc DESC, node DESC LIMIT 1",
 				     err);
 	if (!st)
 		return err->code;
@@ -127,17 +127,147 @@ static int chunks_index(meta_conn *w, json_t *arr, core_chunkref **out, size_t *
 	return 0;
 }
 
-static int apply_put(core *c, meta_conn *w, json_t *op, sl_err *err)
+/* The latest version of a key that takes part in last-writer-wins (live
+ * versions, delete markers and tombstones; not conflict losers). */
+typedef struct latest {
+	int64_t id;
+	int64_t hlc;
+	char node[17];
+	char vid[64];
+	int dm, state;
+} latest;
+
+static int latest_get(meta_conn *w, const char *b, const char *k, latest *l, sl_err *err)
+{
+	memset(l, 0, sizeof(*l));
+	sqlite3_stmt *st = meta_stmt(w, "SELECT id, hlc, node, vid, dm, state FROM versions "
+					"WHERE bucket=?1 AND key=?2 AND state IN (0,3) "
+					"ORDER BY hlc DESC, node DESC LIMIT 1",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		l->id = sqlite3_column_int64(st, 0);
+		l->hlc = sqlite3_column_int64(st, 1);
+		snprintf(l->node, sizeof(l->node), "%s", sqlite3_column_text(st, 2));
+		snprintf(l->vid, sizeof(l->vid), "%s", sqlite3_column_text(st, 3));
+		l->dm = sqlite3_column_int(st, 4);
+		l->state = sqlite3_column_int(st, 5);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return meta_fail(w, "find latest", err);
+	return 0;
+}
+
+int core_latest_prev(meta_conn *w, const char *b, const char *k, json_t *op, sl_err *err)
+{
+	latest l;
+	int rc = latest_get(w, b, k, &l, err);
+	if (rc == 0 && l.id)
+		json_object_set_new(op, "prev", json_pack("[Is]", (json_int_t)l.hlc, l.node));
+	return rc;
+}
+
+static int row_exec(meta_conn *w, const char *sql, int64_t id, const char *text, int state,
+		    sl_err *err)
+{
+	sqlite3_stmt *st = meta_stmt(w, sql, err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_int64(st, 1, id);
+	if (text)
+		sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 3, state);
+	return meta_done(w, st, err);
+}
+
+static void conflict_vid(int64_t hlc, const char *node, char out[64])
+{
+	snprintf(out, 64, "%016llx%s", (unsigned long long)hlc, node);
+}
+
+static int bucket_autocreate(core *c, meta_conn *w, json_t *op, const char *b, sl_err *err)
+{
+	/* a replicated write into a bucket deleted here: writes win over the
+	 * bucket deletion, so the bucket comes back (unversioned) */
+	sqlite3_stmt *st = meta_stmt(w, "INSERT OR IGNORE INTO buckets(name, versioning, "
+					"created_ms, hlc, node) VALUES(?1, 0, ?2, ?3, ?4)",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, I(op, "ms"));
+	sqlite3_bind_int64(st, 3, I(op, "hlc"));
+	sqlite3_bind_text(st, 4, S(op, "node") ? S(op, "node") : c->node, -1, SQLITE_STATIC);
+	return meta_done(w, st, err);
+}
+
+/*
+ * A put (object, delete marker or tombstone). Last-writer-wins per key by
+ * (hlc, node). "prev" names the version the writer saw as latest: if this
+ * node's latest is something else, the two writes were concurrent, and the
+ * loser is kept as a conflict version (a null version that loses gets the
+ * version id its (hlc, node) would have had, identical on every host).
+ */
+static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 {
 	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v"), *node = S(op, "node");
 	const char *etag = S(op, "etag"), *kind = S(op, "kind");
 	if (!b || !k || !v || !node || !etag)
 		return bad(err, "put without bucket/key/version/node/etag");
 	int rc = bucket_exists(w, b, err);
+	if (rc == SL_ENOBUCKET && remote)
+		rc = bucket_autocreate(c, w, op, b, err);
 	if (rc < 0)
 		return rc;
+	int64_t hlc = I(op, "hlc");
+	int dm = json_is_true(json_object_get(op, "dm"));
+	int state = (int)I(op, "state");
+	int is_null = strcmp(v, CORE_NULL_VERSION) == 0;
+	char vid[64];
+	snprintf(vid, sizeof(vid), "%s", v);
+
+	latest l;
+	if ((rc = latest_get(w, b, k, &l, err)) < 0)
+		return rc;
+	json_t *prev = json_object_get(op, "prev");
+	int concurrent = 0;
+	if (l.id && json_is_array(prev)) {
+		json_t *ph = json_array_get(prev, 0), *pn = json_array_get(prev, 1);
+		concurrent = !(json_is_integer(ph) && json_is_string(pn) &&
+			       json_integer_value(ph) == l.hlc &&
+			       strcmp(json_string_value(pn), l.node) == 0);
+	} else if (l.id && remote && !json_is_array(prev)) {
+		concurrent = 1; /* the writer saw no version, we have one */
+	}
+	if (concurrent && l.hlc == hlc && strcmp(l.node, node) == 0)
+		concurrent = 0; /* the same write again */
+	int newer = !l.id || hlc > l.hlc || (hlc == l.hlc && strcmp(node, l.node) > 0);
+
+	if (concurrent && !newer) {
+		/* this write lost: keep it as a conflict (a losing delete is dropped) */
+		if (dm || state == CORE_VSTATE_TOMBSTONE)
+			goto log;
+		state = CORE_VSTATE_CONFLICT;
+		if (is_null)
+			conflict_vid(hlc, node, vid);
+	} else if (concurrent && newer && l.state != CORE_VSTATE_TOMBSTONE && !l.dm) {
+		/* the local latest lost: it becomes a conflict version */
+		char cv[64];
+		if (strcmp(l.vid, CORE_NULL_VERSION) == 0)
+			conflict_vid(l.hlc, l.node, cv);
+		else
+			snprintf(cv, sizeof(cv), "%s", l.vid);
+		if ((rc = row_exec(w, "UPDATE versions SET vid=?2, state=?3 WHERE id=?1", l.id, cv,
+				   CORE_VSTATE_CONFLICT, err)) < 0)
+			return rc;
+	}
 	sqlite3_stmt *st;
-	if (strcmp(v, CORE_NULL_VERSION) == 0) {
+	if (strcmp(vid, CORE_NULL_VERSION) == 0) {
 		st = meta_stmt(w, "DELETE FROM versions WHERE bucket=?1 AND key=?2 AND vid='null'",
 			       err);
 		if (!st)
@@ -153,7 +283,7 @@ static int apply_put(core *c, meta_conn *w, json_t *op, sl_err *err)
 			return err->code;
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
 		int r = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (r == SQLITE_ROW)
@@ -180,15 +310,15 @@ static int apply_put(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (rc == 0) {
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, I(op, "hlc"));
+		sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, hlc);
 		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 6, json_is_true(json_object_get(op, "dm")));
+		sqlite3_bind_int(st, 6, dm);
 		sqlite3_bind_int64(st, 7, I(op, "size"));
 		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 9, I(op, "ms"));
 		sqlite3_bind_text(st, 10, meta_s, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 11, (int)I(op, "state"));
+		sqlite3_bind_int(st, 11, state);
 		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
 		rc = meta_done(w, st, err);
 	}
@@ -197,6 +327,7 @@ static int apply_put(core *c, meta_conn *w, json_t *op, sl_err *err)
 	free(meta_s);
 	if (rc == 0)
 		rc = current_fix(w, b, k, err);
+log:
 	if (rc == 0)
 		rc = oplog_add(c, w, op, kind ? kind : "put", b, k, v, err);
 	return rc;
@@ -222,13 +353,54 @@ static int apply_vdelete(core *c, meta_conn *w, json_t *op, sl_err *err)
 	return rc;
 }
 
-static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, sl_err *err)
+static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int remote,
+			sl_err *err)
 {
 	const char *b = S(op, "b");
 	if (!b)
 		return bad(err, "bucket op without bucket");
 	sqlite3_stmt *st;
-	int rc;
+	int rc, vers;
+	if (remote) {
+		/* replicated bucket ops converge without failing: creating an
+		 * existing bucket and deleting a bucket that still holds data here
+		 * (written concurrently) change nothing; versioning and config
+		 * changes apply when newer than the bucket's last change */
+		int exists = core_bucket_versioning(w, b, &vers, NULL) == 0;
+		int skip = 0;
+		if (strcmp(what, "bucket-create") == 0)
+			skip = exists;
+		else if (!exists)
+			skip = 1;
+		else if (strcmp(what, "bucket-delete") == 0) {
+			st = meta_stmt(w, "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 AND "
+					  "state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
+				       err);
+			if (!st)
+				return err->code;
+			sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+			skip = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+			sqlite3_reset(st);
+		} else {
+			st = meta_stmt(w, "SELECT hlc FROM buckets WHERE name=?1", err);
+			if (!st)
+				return err->code;
+			sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+			skip = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > I(op, "hlc");
+			sqlite3_reset(st);
+		}
+		if (skip)
+			return oplog_add(c, w, op, what, b, NULL, NULL, err);
+	}
+	if (strcmp(what, "bucket-versioning") == 0 || strcmp(what, "bucket-config") == 0) {
+		st = meta_stmt(w, "UPDATE buckets SET hlc=max(hlc, ?2) WHERE name=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, I(op, "hlc"));
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+	}
 	if (strcmp(what, "bucket-create") == 0) {
 		st = meta_stmt(w, "INSERT INTO buckets(name, versioning, created_ms, hlc, node) "
 				  "VALUES(?1,?2,?3,?4,?5)",
@@ -254,6 +426,19 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, sl_
 		if ((rc = meta_done(w, st, err)) < 0)
 			return rc;
 		st = meta_stmt(w, "DELETE FROM bucket_config WHERE bucket=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+		/* only tombstones can remain: they go with the bucket */
+		st = meta_stmt(w, "DELETE FROM versions WHERE bucket=?1", err);
+		if (!st)
+			return err->code;
+		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
+		if ((rc = meta_done(w, st, err)) < 0)
+			return rc;
+		st = meta_stmt(w, "DELETE FROM current WHERE bucket=?1", err);
 		if (!st)
 			return err->code;
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
@@ -369,21 +554,78 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 	return meta_done(w, st, err);
 }
 
-int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
+static int origin_seen(meta_conn *w, json_t *op, sl_err *err)
+{
+	const char *node = S(op, "node");
+	if (!node)
+		return 0;
+	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
+					"ON CONFLICT(node) DO UPDATE SET hlc=max(hlc, excluded.hlc)",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, I(op, "hlc"));
+	return meta_done(w, st, err);
+}
+
+static int apply_one(core *c, meta_conn *w, json_t *op, int remote, sl_err *err);
+
+/* A batch pulled from (or pushed by) a peer: its ops, already filtered and
+ * with chunk locations of this node, and the peer's oplog position they
+ * reach, recorded in the same transaction. */
+static int apply_repl(core *c, meta_conn *w, json_t *op, sl_err *err)
+{
+	const char *peer = S(op, "peer");
+	json_t *ops = json_object_get(op, "ops");
+	if (!peer || !json_is_array(ops))
+		return bad(err, "repl without peer/ops");
+	size_t i;
+	json_t *inner;
+	int rc;
+	json_array_foreach(ops, i, inner)
+	{
+		if ((rc = apply_one(c, w, inner, 1, err)) < 0)
+			return rc;
+	}
+	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO peers(peer, seq, updated_ms) VALUES(?1,?2,?3) "
+					"ON CONFLICT(peer) DO UPDATE SET seq=max(seq, excluded.seq), "
+					"updated_ms=excluded.updated_ms",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, I(op, "seq"));
+	sqlite3_bind_int64(st, 3, I(op, "ms"));
+	return meta_done(w, st, err);
+}
+
+static int apply_one(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 {
 	const char *what = S(op, "op");
+	int rc;
 	if (!what)
 		return bad(err, "no op name");
+	if (strcmp(what, "repl") == 0)
+		return remote ? bad(err, "nested repl") : apply_repl(c, w, op, err);
 	if (strcmp(what, "put") == 0)
-		return apply_put(c, w, op, err);
-	if (strcmp(what, "vdelete") == 0)
-		return apply_vdelete(c, w, op, err);
-	if (strncmp(what, "bucket-", 7) == 0 &&
-	    (strcmp(what, "bucket-create") == 0 || strcmp(what, "bucket-delete") == 0 ||
-	     strcmp(what, "bucket-versioning") == 0 || strcmp(what, "bucket-config") == 0))
-		return apply_bucket(c, w, op, what, err);
-	if (strcmp(what, "mpu-create") == 0 || strcmp(what, "mpu-part") == 0 ||
-	    strcmp(what, "mpu-end") == 0)
+		rc = apply_put(c, w, op, remote, err);
+	else if (strcmp(what, "vdelete") == 0)
+		rc = apply_vdelete(c, w, op, err);
+	else if (strcmp(what, "bucket-create") == 0 || strcmp(what, "bucket-delete") == 0 ||
+		 strcmp(what, "bucket-versioning") == 0 || strcmp(what, "bucket-config") == 0)
+		rc = apply_bucket(c, w, op, what, remote, err);
+	else if (!remote && (strcmp(what, "mpu-create") == 0 || strcmp(what, "mpu-part") == 0 ||
+			     strcmp(what, "mpu-end") == 0))
 		return apply_mpu(w, op, what, err);
-	return sl_err_set(err, SL_EINVAL, "unknown journal op '%s'", what);
+	else
+		return sl_err_set(err, SL_EINVAL, "unknown journal op '%s'", what);
+	if (rc == 0)
+		rc = origin_seen(w, op, err);
+	return rc;
+}
+
+int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
+{
+	return apply_one(c, w, op, 0, err);
 }

@@ -278,8 +278,8 @@ int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
 		sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
 	} else {
 		st = meta_stmt(conn, "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 "
-				     "AND v.key=?2 AND v.state=0 ORDER BY v.hlc DESC, v.node DESC "
-				     "LIMIT 1",
+				     "AND v.key=?2 AND v.state IN (0,3) ORDER BY v.hlc DESC, "
+				     "v.node DESC LIMIT 1",
 			       err);
 		if (!st)
 			return err->code;

@@ -97,7 +97,14 @@ int core_bucket_config_set(core *c, const char *bucket, const char *name, const 
 
 /* ---- object info --------------------------------------------------------- */
 
-enum core_vstate { CORE_VSTATE_OK = 0, CORE_VSTATE_CONFLICT = 1, CORE_VSTATE_DAMAGED = 2 };
+/* A version's state. Tombstones (deletes in unversioned buckets, kept so a
+ * replicated older write cannot bring a key back) never appear in results. */
+enum core_vstate {
+	CORE_VSTATE_OK = 0,
+	CORE_VSTATE_CONFLICT = 1, /* lost a concurrent write (last-writer-wins); kept */
+	CORE_VSTATE_DAMAGED = 2,
+	CORE_VSTATE_TOMBSTONE = 3,
+};
 
 typedef struct core_objinfo {
 	char *bucket;
@@ -329,6 +336,43 @@ int64_t core_oplog_head(core *c);
 int64_t core_oplog_wait(core *c, int64_t after, int timeout_ms);
 /* Wakes every core_oplog_wait (used on shutdown). */
 void core_wake(core *c);
+
+/* ---- replication ---------------------------------------------------------- */
+
+/* 1 if the chunk is stored here (then *len, if given, is its length), 0 if not. */
+int core_chunk_has(core *c, const uint8_t hash[32], uint32_t *len);
+/* Stores a chunk received from a peer; SL_ECORRUPT if data does not hash to
+ * hash. Like core_chunk_put it is durable once a commit references it. */
+int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_t len,
+		      sl_err *err);
+/* The chunks named by oplog bodies (core_oplog_entry.body) that are not stored
+ * here, each once; *out is malloc'd, 32 bytes per hash. */
+int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **out,
+		      size_t *nout, sl_err *err);
+/* Applies oplog bodies pulled from (or pushed by) peer, in the peer's order,
+ * and records peer_seq (the peer's oplog position they reach) in the same
+ * transaction. Ops this node already has (its own, or an origin's op at or
+ * below what was applied from that origin) are skipped, so applying is
+ * idempotent and rings terminate. Applied ops enter the local oplog and so are
+ * forwarded to further peers. Every chunk they name must be stored here first
+ * (SL_ENOKEY otherwise, nothing applied). *applied (may be NULL) counts them. */
+int core_repl_apply(core *c, const char *peer, int64_t peer_seq, const char *const *bodies,
+		    size_t n, size_t *applied, sl_err *err);
+
+typedef struct core_peer {
+	char *peer;
+	int64_t seq;        /* the peer's oplog position applied here */
+	int64_t updated_ms;
+} core_peer;
+/* 0 if the peer is unknown. */
+int64_t core_peer_seq(core *c, const char *peer);
+int core_peer_list(core *c, core_peer **out, size_t *n, sl_err *err);
+void core_peers_free(core_peer *p, size_t n);
+/* Conflict versions (losers of concurrent writes), by bucket and key, after
+ * (after_bucket, after_key); bucket NULL = all buckets. Free each with
+ * core_objinfo_clear and the array with free(). */
+int core_conflicts(core *c, const char *bucket, const char *after_bucket, const char *after_key,
+		   int max, core_objinfo **out, size_t *n, sl_err *err);
 
 /* ---- stats ---------------------------------------------------------------- */
 

@@ -73,6 +73,9 @@ void core_pending_free(core *c);
 int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
 		   sl_err *err);
 
+/* Sets op.prev to the (hlc, node) of the key's latest version, if any. */
+int core_latest_prev(meta_conn *w, const char *b, const char *k, json_t *op, sl_err *err);
+
 /* New op object with "op", hlc and node filled (live ops). */
 json_t *core_op_new(core *c, const char *op);
 

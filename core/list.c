@@ -84,12 +84,12 @@ static const char *Q_CUR =
 	"ORDER BY c.key LIMIT 1";
 static const char *Q_VER_FIRST =
 	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key>?2 AND v.key>=?3 "
-	"AND (?4 IS NULL OR v.key<?4) ORDER BY v.key, v.hlc DESC, v.node DESC LIMIT 1";
+	"AND (?4 IS NULL OR v.key<?4) AND v.state!=3 ORDER BY v.key, v.hlc DESC, v.node DESC LIMIT 1";
 static const char *Q_VER_SAMEKEY =
-	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key=?2 AND "
-	"(v.hlc<?3 OR (v.hlc=?3 AND v.node<?4)) ORDER BY v.hlc DESC, v.node DESC LIMIT 1";
+	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key=?2 AND v.state!=3 "
+	"AND (v.hlc<?3 OR (v.hlc=?3 AND v.node<?4)) ORDER BY v.hlc DESC, v.node DESC LIMIT 1";
 static const char *Q_LATEST =
-	"SELECT id FROM versions WHERE bucket=?1 AND key=?2 AND state=0 "
+	"SELECT id FROM versions WHERE bucket=?1 AND key=?2 AND state IN (0,3) "
 	"ORDER BY hlc DESC, node DESC LIMIT 1";
 
 int core_list(core *c, const char *bucket, const core_list_opts *o, core_list_result *out,

@@ -86,6 +86,12 @@ void core_pending_drop_ops(core *c, json_t *ops)
 	pthread_mutex_lock(&c->pmu);
 	json_array_foreach(ops, i, op)
 	{
+		if (json_is_array(json_object_get(op, "ops"))) {
+			pthread_mutex_unlock(&c->pmu);
+			core_pending_drop_ops(c, json_object_get(op, "ops"));
+			pthread_mutex_lock(&c->pmu);
+			continue;
+		}
 		json_array_foreach(json_object_get(op, "chunks"), j, e)
 		{
 			uint8_t h[32];
@@ -204,8 +210,8 @@ static int prep_bucket_delete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	int vers, rc;
 	if ((rc = core_bucket_versioning(w, a->name, &vers, err)) < 0)
 		return rc;
-	sqlite3_stmt *st = meta_stmt(w, "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1) "
-					"OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
+	sqlite3_stmt *st = meta_stmt(w, "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 "
+					"AND state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
 				     err);
 	if (!st)
 		return err->code;
@@ -483,9 +489,14 @@ static void new_vid(core *c, int vers, uint64_t hlc, char out[48])
 		snprintf(out, 48, "%s", CORE_NULL_VERSION);
 }
 
-static json_t *put_op(core *c, const char *b, const char *k, int vers, const char *kind)
+static json_t *put_op(core *c, meta_conn *w, const char *b, const char *k, int vers,
+		      const char *kind)
 {
 	json_t *op = core_op_new(c, "put");
+	if (core_latest_prev(w, b, k, op, NULL) < 0) {
+		json_decref(op);
+		return NULL;
+	}
 	uint64_t hlc = (uint64_t)json_integer_value(json_object_get(op, "hlc"));
 	char vid[48];
 	new_vid(c, vers, hlc, vid);
@@ -515,7 +526,9 @@ static int prep_put(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		return rc;
 	if ((rc = check_cond(w, a->bucket, a->key, a->cond, err)) < 0)
 		return rc;
-	json_t *op = put_op(c, a->bucket, a->key, vers, a->kind ? a->kind : "put");
+	json_t *op = put_op(c, w, a->bucket, a->key, vers, a->kind ? a->kind : "put");
+	if (!op)
+		return sl_err_set(err, SL_EIO, "could not read the current version");
 	json_t *ch = core_chunks_json(c, w, a->chunks, a->n, err);
 	json_error_t je;
 	json_t *meta = a->meta ? json_loads(a->meta, 0, &je) : json_object();
@@ -783,7 +796,10 @@ int core_head(core *c, const char *bucket, const char *key, const char *version_
 					out->is_latest = 1;
 				core_objinfo_clear(&l);
 			}
-			if (out->delete_marker && !(version_id && *version_id))
+			if (out->state == CORE_VSTATE_TOMBSTONE) {
+				out->delete_marker = 0; /* not an S3 delete marker */
+				rc = sl_err_set(err, SL_ENOKEY, "no such key %s/%s", bucket, key);
+			} else if (out->delete_marker && !(version_id && *version_id))
 				rc = sl_err_set(err, SL_ENOKEY, "%s/%s is deleted", bucket, key);
 		}
 	}
@@ -951,26 +967,28 @@ static int delete_latest(core *c, meta_conn *w, core_txn *t, const char *b, cons
 	int vers, rc;
 	if ((rc = core_bucket_versioning(w, b, &vers, err)) < 0)
 		return rc;
-	if (vers == CORE_VERS_UNVERSIONED || vers == CORE_VERS_DISABLED) {
+	int tomb = vers == CORE_VERS_UNVERSIONED || vers == CORE_VERS_DISABLED;
+	if (tomb) {
+		/* an unversioned delete leaves a tombstone (never listed) so that
+		 * an older replicated write cannot bring the key back */
 		core_objinfo cur = { 0 };
-		int64_t id = core_find_version(w, b, k, CORE_NULL_VERSION, &cur, NULL, NULL, NULL);
+		int64_t id = core_find_version(w, b, k, NULL, &cur, NULL, NULL, NULL);
+		int live = id > 0 && !cur.delete_marker;
 		core_objinfo_clear(&cur);
-		if (id <= 0)
+		if (!live)
 			return 0; /* nothing to delete: S3 still answers 204 */
-		json_t *op = core_op_new(c, "vdelete");
-		json_object_set_new(op, "kind", json_string(kind ? kind : "delete"));
-		json_object_set_new(op, "b", json_string(b));
-		json_object_set_new(op, "k", json_string(k));
-		json_object_set_new(op, "v", json_string(CORE_NULL_VERSION));
-		return core_txn_apply(c, w, t, op, err);
 	}
-	json_t *op = put_op(c, b, k, vers, kind ? kind : "delete");
+	json_t *op = put_op(c, w, b, k, vers, kind ? kind : "delete");
+	if (!op)
+		return sl_err_set(err, SL_EIO, "could not read the current version");
+	if (tomb)
+		json_object_set_new(op, "state", json_integer(CORE_VSTATE_TOMBSTONE));
 	json_object_set_new(op, "dm", json_true());
 	json_object_set_new(op, "size", json_integer(0));
 	json_object_set_new(op, "etag", json_string(""));
 	json_object_set_new(op, "meta", json_object());
 	json_object_set_new(op, "chunks", json_array());
-	if (res) {
+	if (res && !tomb) {
 		res->delete_marker = 1;
 		snprintf(res->version_id, sizeof(res->version_id), "%s",
 			 json_string_value(json_object_get(op, "v")));
@@ -990,7 +1008,8 @@ static int prep_delete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	int64_t id = core_find_version(w, a->bucket, a->key, a->vid, &oi, NULL, NULL, NULL);
 	if (a->res) {
 		snprintf(a->res->version_id, sizeof(a->res->version_id), "%s", a->vid);
-		a->res->delete_marker = id > 0 && oi.delete_marker;
+		a->res->delete_marker =
+			id > 0 && oi.delete_marker && oi.state != CORE_VSTATE_TOMBSTONE;
 	}
 	core_objinfo_clear(&oi);
 	if (id <= 0)
@@ -1028,7 +1047,9 @@ static int put_from(core *c, meta_conn *w, core_txn *t, const char *db, const ch
 	int vers, rc;
 	if ((rc = core_bucket_versioning(w, db, &vers, err)) < 0)
 		return rc;
-	json_t *op = put_op(c, db, dk, vers, kind);
+	json_t *op = put_op(c, w, db, dk, vers, kind);
+	if (!op)
+		return sl_err_set(err, SL_EIO, "could not read the current version");
 	json_t *chj = core_chunks_json(c, w, ch, n, err);
 	json_t *mj = json_loads(meta ? meta : src->meta, 0, NULL);
 	if (!chj || !mj) {

@@ -56,6 +56,11 @@ static const char *migrations[] = {
 	"CREATE TABLE parts(upload TEXT NOT NULL, num INTEGER NOT NULL, size INTEGER NOT NULL,"
 	"  etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, chunks BLOB NOT NULL,"
 	"  PRIMARY KEY(upload, num)) WITHOUT ROWID;",
+	/* 2: replication: per-peer pull watermarks, per-origin applied maxima */
+	"CREATE TABLE peers(peer TEXT PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0,"
+	"  updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+	"CREATE TABLE repl_origin(node TEXT PRIMARY KEY, hlc INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX versions_state ON versions(state) WHERE state=1;",
 };
 
 static int conn_open(meta_conn *c, const char *path, int flags, sl_err *err)
