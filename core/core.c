@@ -615,7 +615,10 @@ static int open_parts(core *c, const core_opts *opts, const char *meta_path, sl_
 static int oplog_head_load(core *c, sl_err *err)
 {
 	meta_conn *w = meta_writer(c->md);
-	sqlite3_stmt *st = meta_stmt(w, "SELECT COALESCE(MAX(seq), 0) FROM oplog", err);
+	/* the AUTOINCREMENT sequence survives trimming, MAX(seq) would not */
+	sqlite3_stmt *st = meta_stmt(w, "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
+					"COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
+				     err);
 	if (!st)
 		return err->code;
 	if (sqlite3_step(st) == SQLITE_ROW)

@@ -334,6 +334,13 @@ void core_oplog_free(core_oplog_entry *e, size_t n);
 int64_t core_oplog_head(core *c);
 /* Blocks until head > after or timeout_ms passes (or core_wake); returns head. */
 int64_t core_oplog_wait(core *c, int64_t after, int timeout_ms);
+/* Oplog retention: drops entries with seq <= upto (callers pass what every
+ * peer has acknowledged). Seqs are never reused. Readers asking for entries
+ * after a position below the horizon have fallen behind: they must
+ * re-bootstrap. */
+int core_oplog_trim(core *c, int64_t upto, sl_err *err);
+/* Highest trimmed seq (0 if never trimmed). */
+int64_t core_oplog_horizon(core *c);
 /* Wakes every core_oplog_wait (used on shutdown). */
 void core_wake(core *c);
 

@@ -291,3 +291,44 @@ int core_conflicts(core *c, const char *bucket, const char *after_bucket, const 
 	meta_reader_release(c->md, r);
 	return rc;
 }
+
+typedef struct trim_arg {
+	int64_t upto;
+} trim_arg;
+
+static int prep_trim(core *c, meta_conn *w, core_txn *t, sl_err *err)
+{
+	(void)c;
+	(void)t;
+	trim_arg *a = t->arg;
+	int64_t cur = 0;
+	meta_state_get_int(w, "oplog_horizon", &cur, NULL);
+	if (a->upto <= cur)
+		return 0;
+	sqlite3_stmt *st = meta_stmt(w, "DELETE FROM oplog WHERE seq<=?1", err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_int64(st, 1, a->upto);
+	int rc = meta_done(w, st, err);
+	if (rc == 0)
+		rc = meta_state_set_int(w, "oplog_horizon", a->upto, err);
+	return rc;
+}
+
+int core_oplog_trim(core *c, int64_t upto, sl_err *err)
+{
+	int64_t head = core_oplog_head(c);
+	if (upto > head)
+		upto = head;
+	trim_arg a = { upto };
+	return core_commit(c, prep_trim, &a, err);
+}
+
+int64_t core_oplog_horizon(core *c)
+{
+	meta_conn *r = meta_reader(c->md);
+	int64_t h = 0;
+	meta_state_get_int(r, "oplog_horizon", &h, NULL);
+	meta_reader_release(c->md, r);
+	return h;
+}

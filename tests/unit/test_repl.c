@@ -331,6 +331,17 @@ static void test_ring(void)
 	CHECK(x && n == 1);
 	free(x);
 	same("docs");
+	/* retention: trimmed entries are gone, the horizon says so */
+	int64_t h = core_oplog_head(A);
+	CHECK_OK(core_oplog_trim(A, h - 2, NULL));
+	CHECK(core_oplog_horizon(A) == h - 2);
+	core_oplog_entry *e;
+	size_t ne;
+	CHECK_OK(core_oplog_read(A, 0, 1000, &e, &ne, NULL));
+	CHECK(ne == 2 && e[0].seq == h - 1);
+	core_oplog_free(e, ne);
+	CHECK_OK(put(A, "docs", "after-trim", "z", 1));
+	CHECK(core_oplog_head(A) == h + 1); /* seqs are not reused */
 }
 
 int main(void)
