@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds Seglake (normal and sanitizer builds) and
+# runs every test: C unit tests in both builds, then the pytest integration
+# suite against the real binaries. Exits non-zero if anything fails.
+#
+#   bash tests/run-all.sh            everything
+#   SEGLAKE_SKIP_ASAN=1 ...          skip the sanitizer build (faster local runs)
+#   PYTEST_ARGS="-k s3" ...          pass arguments to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+bash packaging/install-deps.sh
+
+echo "== build (debugoptimized, -Werror)"
+[ -f build/build.ninja ] || meson setup build
+meson compile -C build
+
+echo "== unit tests"
+meson test -C build --print-errorlogs
+
+if [ -z "${SEGLAKE_SKIP_ASAN:-}" ]; then
+  echo "== sanitizer build (address + undefined) and its unit tests"
+  [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+  meson compile -C build-asan
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --print-errorlogs
+fi
+
+echo "== integration tests (pytest)"
+export SEGLAKE_BUILD="$ROOT/build"
+cd tests/integration
+set +e
+# shellcheck disable=SC2086
+/usr/bin/python3 -m pytest -p no:cacheprovider -ra ${PYTEST_ARGS:-}
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+fi
+exit "$rc"
