@@ -428,27 +428,52 @@ static int take_lock(core *c, sl_err *err)
 	return 0;
 }
 
-/* Roll-forward and rebuild: replay journal records through core_apply. */
+/*
+ * Roll-forward and rebuild. Every journal record carries jseq, the commit
+ * sequence of this node; meta.db remembers the last jseq it holds. Replay
+ * collects the records found from a segment position, drops cancelled ones,
+ * sorts them by jseq and applies those above the remembered jseq, so records
+ * that GC moved to a later segment are neither lost nor applied twice.
+ * Rebuild also indexes every chunk record it finds (where chunks really are
+ * now, whatever the ops say).
+ */
+typedef struct jrec {
+	int64_t jseq;
+	store_loc loc;
+} jrec;
+
 typedef struct replay {
 	core *c;
-	int rebuild;       /* also index every chunk record */
+	int rebuild;
 	store_loc *aborted;
 	size_t naborted, capaborted;
-	int pass;          /* 1: collect aborts, 2: apply */
-	uint64_t applied, chunks;
-	int in_txn;
+	jrec *recs;
+	size_t nrecs, caprecs;
+	uint64_t chunks;
 	unsigned batch;
+	int in_txn;
+	store_pos end;
 	sl_err *err;
 } replay;
 
-static int replay_flush(replay *rp, store_pos end)
+static int replay_begin(replay *rp)
+{
+	if (rp->in_txn)
+		return 0;
+	int rc = meta_exec(meta_writer(rp->c->md), "BEGIN IMMEDIATE", rp->err);
+	if (rc == 0)
+		rp->in_txn = 1;
+	return rc;
+}
+
+static int replay_commit(replay *rp, int64_t jseq)
 {
 	meta_conn *w = meta_writer(rp->c->md);
 	if (!rp->in_txn)
 		return 0;
-	int rc = meta_state_set_int(w, "jseg", (int64_t)end.seg, rp->err);
-	if (rc == 0)
-		rc = meta_state_set_int(w, "joff", (int64_t)end.off, rp->err);
+	int rc = 0;
+	if (jseq > 0)
+		rc = meta_state_set_int(w, "jseq", jseq, rp->err);
 	if (rc == 0)
 		rc = meta_state_set_int(w, "hlc", (int64_t)rp->c->hlc.last, rp->err);
 	if (rc == 0)
@@ -460,39 +485,19 @@ static int replay_flush(replay *rp, store_pos end)
 	return rc;
 }
 
-static int replay_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payload,
-		     store_loc loc, store_pos end)
+/* Pass 1: index chunks (rebuild), collect journal records and cancellations. */
+static int collect_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payload,
+		      store_loc loc, store_pos end)
 {
 	replay *rp = ctx;
-	meta_conn *w = meta_writer(rp->c->md);
 	int rc = 0;
-	if (rp->pass == 1) {
-		if (type != SEG_REC_JOURNAL)
-			return 0;
-		json_t *j = json_loads((const char *)payload, 0, NULL);
-		json_t *a = json_object_get(j, "abort");
-		if (json_is_array(a)) {
-			if (rp->naborted == rp->capaborted) {
-				rp->capaborted = rp->capaborted ? rp->capaborted * 2 : 16;
-				rp->aborted = realloc(rp->aborted,
-						      rp->capaborted * sizeof(*rp->aborted));
-			}
-			rp->aborted[rp->naborted++] = (store_loc){
-				(uint64_t)json_integer_value(json_array_get(a, 0)),
-				(uint64_t)json_integer_value(json_array_get(a, 1)), 0
-			};
-		}
-		json_decref(j);
-		return 0;
-	}
-	if (!rp->in_txn) {
-		if ((rc = meta_exec(w, "BEGIN IMMEDIATE", rp->err)) < 0)
-			return rc;
-		rp->in_txn = 1;
-	}
+	rp->end = end;
 	if (type == SEG_REC_CHUNK) {
 		if (!rp->rebuild)
 			return 0;
+		if ((rc = replay_begin(rp)) < 0)
+			return rc;
+		meta_conn *w = meta_writer(rp->c->md);
 		sqlite3_stmt *st = meta_stmt(
 			w, "INSERT OR IGNORE INTO chunks(hash, seg, off, len) VALUES(?1,?2,?3,?4)",
 			rp->err);
@@ -505,87 +510,148 @@ static int replay_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *pa
 		if ((rc = meta_done(w, st, rp->err)) < 0)
 			return rc;
 		rp->chunks++;
-	} else {
-		for (size_t i = 0; i < rp->naborted; i++)
-			if (rp->aborted[i].seg == loc.seg && rp->aborted[i].off == loc.off)
-				goto next;
-		json_error_t je;
-		json_t *j = json_loads((const char *)payload, 0, &je);
-		json_t *ops = json_object_get(j, "ops");
-		if (json_is_array(ops)) {
-			size_t i;
-			json_t *op;
-			json_array_foreach(ops, i, op)
-			{
-				json_t *h = json_object_get(op, "hlc");
-				if (json_is_integer(h))
-					hlc_observe(&rp->c->hlc, (uint64_t)json_integer_value(h));
-				meta_exec(w, "SAVEPOINT op", NULL);
-				rc = core_apply(rp->c, w, op, rp->err);
-				if (rc < 0)
-					meta_exec(w, "ROLLBACK TO op", NULL);
-				meta_exec(w, "RELEASE op", NULL);
-				if (rc < 0) {
-					/* a record that cannot apply (bucket gone...) is skipped
-					 * the same way every time; log it */
-					fprintf(stderr,
-						"seglake: replay: skipped op %zu of record at "
-						"%" PRIu64 ":%" PRIu64 ": %s\n",
-						i, loc.seg, loc.off, rp->err->msg);
-					rc = 0;
-				}
-			}
-			rp->applied++;
-		}
-		json_decref(j);
-	}
-next:
-	if (++rp->batch >= 2000 && (rc = replay_flush(rp, end)) < 0)
+		if (++rp->batch >= 5000)
+			rc = replay_commit(rp, 0);
 		return rc;
-	if (rp->in_txn) {
-		meta_state_set_int(w, "jseg", (int64_t)end.seg, NULL);
-		meta_state_set_int(w, "joff", (int64_t)end.off, NULL);
 	}
+	json_t *j = json_loads((const char *)payload, 0, NULL);
+	json_t *a = json_object_get(j, "abort");
+	json_t *q = json_object_get(j, "jseq");
+	if (json_is_array(a)) {
+		if (rp->naborted == rp->capaborted) {
+			rp->capaborted = rp->capaborted ? rp->capaborted * 2 : 16;
+			store_loc *p = realloc(rp->aborted, rp->capaborted * sizeof(*p));
+			if (!p)
+				rc = sl_err_set(rp->err, SL_ENOMEM, "out of memory");
+			else
+				rp->aborted = p;
+		}
+		if (rc == 0)
+			rp->aborted[rp->naborted++] = (store_loc){
+				(uint64_t)json_integer_value(json_array_get(a, 0)),
+				(uint64_t)json_integer_value(json_array_get(a, 1)), 0
+			};
+	} else if (json_is_integer(q)) {
+		if (rp->nrecs == rp->caprecs) {
+			rp->caprecs = rp->caprecs ? rp->caprecs * 2 : 256;
+			jrec *p = realloc(rp->recs, rp->caprecs * sizeof(*p));
+			if (!p)
+				rc = sl_err_set(rp->err, SL_ENOMEM, "out of memory");
+			else
+				rp->recs = p;
+		}
+		if (rc == 0)
+			rp->recs[rp->nrecs++] = (jrec){ json_integer_value(q), loc };
+	}
+	json_decref(j);
+	return rc;
+}
+
+static int jrec_cmp(const void *x, const void *y)
+{
+	const jrec *a = x, *b = y;
+	if (a->jseq != b->jseq)
+		return a->jseq < b->jseq ? -1 : 1;
+	if (a->loc.seg != b->loc.seg)
+		return a->loc.seg < b->loc.seg ? -1 : 1;
+	return a->loc.off < b->loc.off ? -1 : a->loc.off > b->loc.off;
+}
+
+static int apply_record(replay *rp, const jrec *r, const char *text)
+{
+	meta_conn *w = meta_writer(rp->c->md);
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	json_t *ops = json_object_get(j, "ops");
+	size_t i;
+	json_t *op;
+	json_array_foreach(ops, i, op)
+	{
+		json_t *h = json_object_get(op, "hlc");
+		if (json_is_integer(h))
+			hlc_observe(&rp->c->hlc, (uint64_t)json_integer_value(h));
+		meta_exec(w, "SAVEPOINT op", NULL);
+		sl_err e2;
+		int rc = core_apply(rp->c, w, op, &e2);
+		if (rc < 0)
+			meta_exec(w, "ROLLBACK TO op", NULL);
+		meta_exec(w, "RELEASE op", NULL);
+		if (rc < 0) /* skipped the same way on every replay; say so */
+			fprintf(stderr,
+				"seglake: replay: skipped op %zu of journal record %" PRId64
+				" (segment %" PRIu64 " offset %" PRIu64 "): %s\n",
+				i, r->jseq, r->loc.seg, r->loc.off, e2.msg);
+	}
+	json_decref(j);
 	return 0;
 }
 
 static int do_replay(core *c, store_pos from, int rebuild, sl_err *err)
 {
-	replay rp = { .c = c, .rebuild = rebuild, .pass = 1, .err = err };
+	replay rp = { .c = c, .rebuild = rebuild, .err = err, .end = from };
 	sl_err e2;
-	int rc = store_scan(c->st, from, replay_fn, &rp, &e2);
-	if (rc < 0 && rc != SL_ECORRUPT) {
-		*err = e2;
-		free(rp.aborted);
-		return rc;
-	}
-	rp.pass = 2;
-	rc = store_scan(c->st, from, replay_fn, &rp, &e2);
+	meta_conn *w = meta_writer(c->md);
+	int64_t have = 0;
+	meta_state_get_int(w, "jseq", &have, NULL);
+	int rc = store_scan(c->st, from, collect_fn, &rp, &e2);
 	if (rc == SL_ECORRUPT) {
 		fprintf(stderr, "seglake: replay: %s (records after it in that segment were "
 				"skipped)\n",
 			e2.msg);
 		rc = 0;
-	} else if (rc < 0 && err) {
+	} else if (rc < 0 && err && err->code == 0) {
 		*err = e2;
 	}
-	meta_conn *w = meta_writer(c->md);
-	if (rp.in_txn) {
-		if (rc == 0) {
-			if (meta_state_set_int(w, "hlc", (int64_t)c->hlc.last, err) < 0 ||
-			    meta_exec(w, "COMMIT", err) < 0) {
-				rc = err->code;
-				meta_exec(w, "ROLLBACK", NULL);
+	if (rc == 0)
+		rc = replay_commit(&rp, 0);
+	qsort(rp.recs, rp.nrecs, sizeof(*rp.recs), jrec_cmp);
+	uint64_t applied = 0;
+	char *buf = NULL;
+	size_t cap = 0;
+	int64_t last = have;
+	for (size_t i = 0; i < rp.nrecs && rc == 0; i++) {
+		jrec *r = &rp.recs[i];
+		int cancelled = 0;
+		for (size_t k = 0; k < rp.naborted && !cancelled; k++)
+			cancelled = rp.aborted[k].seg == r->loc.seg && rp.aborted[k].off == r->loc.off;
+		if (cancelled || r->jseq <= last)
+			continue; /* cancelled, already in the index, or a duplicate copy */
+		if (cap < r->loc.len + 1) {
+			free(buf);
+			cap = r->loc.len + 1;
+			buf = malloc(cap);
+			if (!buf) {
+				rc = sl_err_set(err, SL_ENOMEM, "out of memory");
+				break;
 			}
-		} else {
-			meta_exec(w, "ROLLBACK", NULL);
 		}
+		if ((rc = store_read(c->st, r->loc.seg, r->loc.off, buf, r->loc.len, err)) < 0)
+			break;
+		buf[r->loc.len] = '\0';
+		if ((rc = replay_begin(&rp)) < 0)
+			break;
+		apply_record(&rp, r, buf);
+		applied++;
+		last = r->jseq;
+		if (++rp.batch >= 500)
+			rc = replay_commit(&rp, last);
 	}
-	if (rc == 0 && (rp.applied || rp.chunks) && !rebuild)
+	free(buf);
+	if (rc == 0 && replay_begin(&rp) == 0) {
+		/* remember where the scan ended, so the next open starts there */
+		meta_state_set_int(w, "jseg", (int64_t)rp.end.seg, NULL);
+		meta_state_set_int(w, "joff", (int64_t)rp.end.off, NULL);
+		rc = replay_commit(&rp, last);
+	} else if (rp.in_txn) {
+		meta_exec(w, "ROLLBACK", NULL);
+	}
+	c->jseq = last;
+	if (rc == 0 && applied && !rebuild)
 		fprintf(stderr, "seglake: recovery: rolled forward %" PRIu64 " committed "
 				"journal record(s)\n",
-			rp.applied);
+			applied);
 	free(rp.aborted);
+	free(rp.recs);
 	return rc;
 }
 
@@ -802,7 +868,8 @@ static void run_batch(core *c, core_txn *first, core_txn *last)
 		c->pending_head = head_before;
 		return;
 	}
-	json_t *rec = json_pack("{so}", "ops", all);
+	int64_t jseq = ++c->jseq; /* never reused, even if this batch fails */
+	json_t *rec = json_pack("{sIso}", "jseq", (json_int_t)jseq, "ops", all);
 	char *text = json_dumps(rec, JSON_COMPACT);
 	store_loc loc;
 	store_pos end;
@@ -818,6 +885,8 @@ static void run_batch(core *c, core_txn *first, core_txn *last)
 		rc = meta_state_set_int(w, "joff", (int64_t)end.off, &e);
 	if (rc == 0)
 		rc = meta_state_set_int(w, "hlc", (int64_t)c->hlc.last, &e);
+	if (rc == 0)
+		rc = meta_state_set_int(w, "jseq", jseq, &e);
 	if (rc == 0) {
 		rc = meta_exec(w, "COMMIT", &e);
 		if (rc < 0) {

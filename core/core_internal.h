@@ -27,6 +27,7 @@ struct core {
 	struct core_txn *qhead, *qtail;
 	hlc_clock hlc;         /* used by the leader only */
 	int64_t pending_head;  /* oplog seq written in the open transaction */
+	int64_t jseq;          /* last journal record sequence issued */
 
 	/* chunks appended but not yet in the chunk index (hash -> location);
 	 * an entry leaves once a commit has indexed the chunk */
