@@ -604,7 +604,8 @@ static int do_replay(core *c, store_pos from, int rebuild, sl_err *err)
 	}
 	if (rc == 0)
 		rc = replay_commit(&rp, 0);
-	qsort(rp.recs, rp.nrecs, sizeof(*rp.recs), jrec_cmp);
+	if (rp.nrecs)
+		qsort(rp.recs, rp.nrecs, sizeof(*rp.recs), jrec_cmp);
 	uint64_t applied = 0;
 	char *buf = NULL;
 	size_t cap = 0;

@@ -1561,7 +1561,8 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 			}
 			all = na;
 		}
-		memcpy(all + n, pc, pn * sizeof(*pc));
+		if (pn)
+			memcpy(all + n, pc, pn * sizeof(*pc));
 		n += pn;
 		size += psize;
 		free(pc);

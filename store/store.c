@@ -226,7 +226,8 @@ int store_open(const char *dir, const store_opts *o, store_pos vf, store **out, 
 		}
 	}
 	closedir(d);
-	qsort(s->ids, s->nids, sizeof(*s->ids), cmp_u64);
+	if (s->nids)
+		qsort(s->ids, s->nids, sizeof(*s->ids), cmp_u64);
 
 	for (size_t i = 0; i < s->nids;) {
 		uint64_t id = s->ids[i];
@@ -458,7 +459,7 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 	pthread_mutex_lock(&s->mu);
 	size_t n = s->nids;
 	uint64_t *ids = malloc((n ? n : 1) * sizeof(*ids));
-	if (ids)
+	if (ids && n)
 		memcpy(ids, s->ids, n * sizeof(*ids));
 	pthread_mutex_unlock(&s->mu);
 	if (!ids)
