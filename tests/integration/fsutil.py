@@ -1,0 +1,194 @@
+"""fsutil.py - helpers for the FUSE integration tests (test_fs_*.py): find the
+seglake binary, run `seglake mount` in the foreground as a child process, wait
+for the mount, and always unmount and stop the process by pid on teardown.
+Not a conftest: test modules import the fixtures they use from here.
+"""
+import ctypes
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def seglake_bin():
+    """The seglake binary: $SEGLAKE_BIN, else build/cli/seglake (as conftest.py)."""
+    b = os.environ.get("SEGLAKE_BIN") or str(ROOT / "build" / "cli" / "seglake")
+    if not os.access(b, os.X_OK):
+        pytest.skip("seglake binary not found at %s (set SEGLAKE_BIN)" % b)
+    return b
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 2 and parts[1] == path and parts[2].startswith("fuse"):
+                return True
+    return False
+
+
+def force_unmount(path):
+    """Clears a mount whatever state its process is in."""
+    for _ in range(3):
+        if not is_mounted(path):
+            return
+        subprocess.run(["fusermount3", "-u", "-z", "-q", str(path)],
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        if is_mounted(path):
+            subprocess.run(["umount", "-l", str(path)],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        time.sleep(0.1)
+
+
+def local(data, *args, check=True):
+    """Runs a local seglake command (data dir not held by a process)."""
+    r = subprocess.run([seglake_bin(), *args, "--data", str(data)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError("seglake %s failed: %s%s" % (args, r.stdout, r.stderr))
+    return r
+
+
+def stat_meta(data, bucket_key):
+    """`seglake stat` output as a dict of its 'name: value' lines."""
+    out = {}
+    for line in local(data, "stat", bucket_key).stdout.splitlines():
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def stats(data):
+    out = {}
+    for line in local(data, "stats").stdout.splitlines():
+        parts = line.replace(":", " ").split()
+        if len(parts) >= 2 and parts[-1].isdigit():
+            out[parts[0]] = int(parts[-1])
+    return out
+
+
+class Mount:
+    """A `seglake mount DATA MNT --foreground` child process."""
+
+    def __init__(self, data, mnt, args=(), log=None):
+        self.data = Path(data)
+        self.mnt = Path(mnt)
+        self.args = list(args)
+        self.log = Path(log or (str(self.data) + ".mount.log"))
+        self.proc = None
+
+    def start(self, timeout=15):
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [seglake_bin(), "mount", str(self.data), str(self.mnt), "--foreground", *self.args],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        logf.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if is_mounted(self.mnt):
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError("mount exited %s: %s" % (self.proc.returncode, self.logtext()))
+            time.sleep(0.05)
+        raise AssertionError("mount did not appear: " + self.logtext())
+
+    def logtext(self):
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the process by pid and makes sure nothing stays mounted."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.send_signal(sig)
+                    rc = self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    rc = self.proc.wait(timeout=30)
+            else:
+                rc = self.proc.returncode
+        force_unmount(self.mnt)
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        force_unmount(self.mnt)
+
+
+@pytest.fixture
+def lake(tmp_path):
+    """An empty data dir, and a mount of it at tmp_path/mnt with a bucket 'bk1'.
+    Yields the Mount; teardown stops it and unmounts even on failure."""
+    data = tmp_path / "data"
+    local_init(data)
+    m = Mount(data, tmp_path / "mnt")
+    try:
+        m.start()
+        os.mkdir(m.mnt / "bk1")
+        yield m
+    finally:
+        m.stop()
+
+
+def local_init(data):
+    r = subprocess.run([seglake_bin(), "init", str(data)], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def errno_of(fn, *a, **kw):
+    """The errno an OSError-raising call fails with (None if it succeeds)."""
+    try:
+        fn(*a, **kw)
+    except OSError as e:
+        return e.errno
+    return None
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def renameat2(src, dst, flags):
+    AT_FDCWD = -100
+    r = _libc.renameat2(AT_FDCWD, os.fsencode(str(src)), AT_FDCWD, os.fsencode(str(dst)),
+                        ctypes.c_uint(flags))
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(src))
+
+
+def fallocate(fd, mode, off, length):
+    r = _libc.fallocate(fd, ctypes.c_int(mode), ctypes.c_long(off), ctypes.c_long(length))
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
+
+
+__all__ = ["seglake_bin", "is_mounted", "force_unmount", "local", "stat_meta", "stats", "Mount",
+           "lake", "local_init", "errno_of", "renameat2", "fallocate", "have", "errno",
+           "RENAME_NOREPLACE", "RENAME_EXCHANGE"]
