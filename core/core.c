@@ -737,6 +737,7 @@ int core_open(const char *dir, const core_opts *opts, core **out, sl_err *err)
 		core_close(c);
 		return rc;
 	}
+	core_jobs_start(c);
 	*out = c;
 	return 0;
 }
@@ -790,6 +791,8 @@ void core_close(core *c)
 	if (!c)
 		return;
 	core_wake(c);
+	if (c->njthreads)
+		core_jobs_stop(c);
 	store_close(c->st);
 	meta_close(c->md);
 	if (c->lockfd >= 0)

@@ -176,6 +176,14 @@ typedef struct core_chunkref {
  * An all-zero buffer becomes a hole without touching the disk. Not durable
  * until a commit that references it. */
 int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err);
+/* The same in the background, so a writer can go on filling its next
+ * buffer: returns a job, or NULL when the background capacity (a small fixed
+ * number of chunks for the whole process, which bounds memory) is in use;
+ * then call core_chunk_put. buf must stay untouched until the wait. */
+typedef struct core_chunk_job core_chunk_job;
+core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len);
+/* Waits for a job, fills *ref, frees the job; returns its result. */
+int core_chunk_job_wait(core_chunk_job *j, core_chunkref *ref, sl_err *err);
 /* Reads len bytes at off within a stored chunk (holes read as zeros). */
 int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
 		    sl_err *err);

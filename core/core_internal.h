@@ -35,6 +35,15 @@ struct core {
 	struct core_pending **pending;
 	size_t npending_buckets;
 
+	/* background chunk storing (core_chunk_put_async) */
+	pthread_mutex_t jmu;
+	pthread_cond_t jcv;
+	struct core_chunk_job *jhead, *jtail;
+	pthread_t jthreads[2];
+	int njthreads;
+	int jstop;
+	int jinflight; /* jobs queued or running, bounded by CORE_ASYNC_MAX */
+
 	/* oplog followers */
 	pthread_mutex_t omu;
 	pthread_cond_t ocv;
@@ -57,6 +66,10 @@ struct core_txn {
 	int done;
 	core_txn *next;
 };
+
+#define CORE_ASYNC_MAX 4
+void core_jobs_start(core *c);
+void core_jobs_stop(core *c);
 
 /* Runs a transaction through the group commit: returns once it is durable
  * (chunks and journal fsynced, SQLite committed) or failed. */

@@ -609,6 +609,10 @@ struct core_writer {
 	/* multipart part writers */
 	char upload_id[40];
 	int part;
+	/* one full chunk may be stored in the background while the next fills */
+	core_chunk_job *job;
+	size_t job_idx;
+	uint8_t *job_buf, *spare;
 };
 
 static int writer_new(core *c, const char *bucket, const char *key, core_writer **out,
@@ -642,10 +646,25 @@ int core_put_begin(core *c, const char *bucket, const char *key, core_writer **o
 	return writer_new(c, bucket, key, out, err);
 }
 
-static int writer_flush(core_writer *w, sl_err *err)
+static int writer_wait_job(core_writer *w, sl_err *err)
+{
+	if (!w->job)
+		return 0;
+	int rc = core_chunk_job_wait(w->job, &w->ch[w->job_idx], err);
+	w->job = NULL;
+	free(w->spare);
+	w->spare = w->job_buf; /* reused by the next background chunk */
+	w->job_buf = NULL;
+	return rc;
+}
+
+/* Stores the filled buffer as the next chunk; a full chunk in the middle of
+ * the stream goes to the background when there is capacity, so hashing and
+ * writing it overlap with filling (and MD5-ing) the next one. */
+static int writer_flush(core_writer *w, int last, sl_err *err)
 {
 	if (w->fill == 0)
-		return 0;
+		return writer_wait_job(w, err);
 	if (w->n == w->capch) {
 		size_t cap = w->capch ? w->capch * 2 : 8;
 		core_chunkref *p = realloc(w->ch, cap * sizeof(*p));
@@ -654,7 +673,29 @@ static int writer_flush(core_writer *w, sl_err *err)
 		w->ch = p;
 		w->capch = cap;
 	}
-	int rc = core_chunk_put(w->c, w->buf, (uint32_t)w->fill, &w->ch[w->n], err);
+	int rc = writer_wait_job(w, err);
+	if (rc < 0)
+		return rc;
+	size_t idx = w->n;
+	if (!last && w->fill == CORE_CHUNK_SIZE) {
+		uint8_t *next = w->spare ? w->spare : malloc(CORE_CHUNK_SIZE);
+		core_chunk_job *j = next ? core_chunk_put_async(w->c, w->buf, (uint32_t)w->fill)
+					 : NULL;
+		if (j) {
+			w->job = j;
+			w->job_idx = idx;
+			w->job_buf = w->buf;
+			w->buf = next;
+			w->cap = CORE_CHUNK_SIZE;
+			w->spare = NULL;
+			w->n++;
+			w->fill = 0;
+			return 0;
+		}
+		free(next); /* no capacity: keep memory to one buffer */
+		w->spare = NULL;
+	}
+	rc = core_chunk_put(w->c, w->buf, (uint32_t)w->fill, &w->ch[idx], err);
 	if (rc < 0)
 		return rc;
 	w->n++;
@@ -677,7 +718,7 @@ int core_put_write(core_writer *w, const void *buf, size_t len, sl_err *err)
 	const uint8_t *p = buf;
 	while (len > 0) {
 		if (w->fill == CORE_CHUNK_SIZE) {
-			int rc = writer_flush(w, err);
+			int rc = writer_flush(w, 0, err);
 			if (rc < 0) {
 				w->failed = 1;
 				return rc;
@@ -723,7 +764,9 @@ static int writer_finish(core_writer *w, const uint8_t *content_md5, sl_err *err
 {
 	if (w->failed)
 		return sl_err_set(err, SL_EINVAL, "writer already failed");
-	int rc = writer_flush(w, err);
+	int rc = writer_flush(w, 1, err);
+	if (rc == 0)
+		rc = writer_wait_job(w, err);
 	if (rc < 0)
 		return rc;
 	MD5_Final(w->md5_final, &w->md5);
@@ -756,6 +799,10 @@ void core_put_abort(core_writer *w)
 {
 	if (!w)
 		return;
+	if (w->job)
+		writer_wait_job(w, NULL); /* the worker still reads its buffer */
+	free(w->spare);
+	free(w->job_buf);
 	free(w->bucket);
 	free(w->key);
 	free(w->buf);
@@ -1720,4 +1767,107 @@ void core_uploads_free(core_upload *u, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(u[i].key);
 	free(u);
+}
+
+/* ---- background chunk storing ------------------------------------------------------ */
+
+struct core_chunk_job {
+	core *c;
+	const void *buf;
+	uint32_t len;
+	core_chunkref ref;
+	int rc;
+	sl_err err;
+	int done;
+	struct core_chunk_job *next;
+};
+
+static void *job_worker(void *arg)
+{
+	core *c = arg;
+	pthread_mutex_lock(&c->jmu);
+	for (;;) {
+		while (!c->jhead && !c->jstop)
+			pthread_cond_wait(&c->jcv, &c->jmu);
+		if (!c->jhead)
+			break;
+		core_chunk_job *j = c->jhead;
+		c->jhead = j->next;
+		if (!c->jhead)
+			c->jtail = NULL;
+		pthread_mutex_unlock(&c->jmu);
+		sl_err_clear(&j->err);
+		j->rc = core_chunk_put(c, j->buf, j->len, &j->ref, &j->err);
+		pthread_mutex_lock(&c->jmu);
+		j->done = 1;
+		pthread_cond_broadcast(&c->jcv);
+	}
+	pthread_mutex_unlock(&c->jmu);
+	return NULL;
+}
+
+void core_jobs_start(core *c)
+{
+	pthread_mutex_init(&c->jmu, NULL);
+	pthread_cond_init(&c->jcv, NULL);
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&c->jthreads[i], NULL, job_worker, c) == 0)
+			c->njthreads++;
+}
+
+void core_jobs_stop(core *c)
+{
+	pthread_mutex_lock(&c->jmu);
+	c->jstop = 1;
+	pthread_cond_broadcast(&c->jcv);
+	pthread_mutex_unlock(&c->jmu);
+	for (int i = 0; i < c->njthreads; i++)
+		pthread_join(c->jthreads[i], NULL);
+	c->njthreads = 0;
+	pthread_mutex_destroy(&c->jmu);
+	pthread_cond_destroy(&c->jcv);
+}
+
+core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
+{
+	if (c->njthreads == 0)
+		return NULL;
+	core_chunk_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	pthread_mutex_lock(&c->jmu);
+	if (c->jinflight >= CORE_ASYNC_MAX || c->jstop) {
+		pthread_mutex_unlock(&c->jmu);
+		free(j);
+		return NULL;
+	}
+	c->jinflight++;
+	j->c = c;
+	j->buf = buf;
+	j->len = len;
+	if (c->jtail)
+		c->jtail->next = j;
+	else
+		c->jhead = j;
+	c->jtail = j;
+	pthread_cond_broadcast(&c->jcv);
+	pthread_mutex_unlock(&c->jmu);
+	return j;
+}
+
+int core_chunk_job_wait(core_chunk_job *j, core_chunkref *ref, sl_err *err)
+{
+	core *c = j->c;
+	pthread_mutex_lock(&c->jmu);
+	while (!j->done)
+		pthread_cond_wait(&c->jcv, &c->jmu);
+	c->jinflight--;
+	pthread_mutex_unlock(&c->jmu);
+	int rc = j->rc;
+	if (rc == 0 && ref)
+		*ref = j->ref;
+	if (rc < 0 && err)
+		*err = j->err;
+	free(j);
+	return rc;
 }
