@@ -683,6 +683,11 @@ static int oplog_head_load(core *c, sl_err *err)
 {
 	meta_conn *w = meta_writer(c->md);
 	/* the AUTOINCREMENT sequence survives trimming, MAX(seq) would not */
+	sqlite3_stmt *dm = meta_stmt(w, "SELECT COUNT(*) FROM damaged", err);
+	if (dm && sqlite3_step(dm) == SQLITE_ROW)
+		c->ndamaged = sqlite3_column_int(dm, 0);
+	if (dm)
+		sqlite3_reset(dm);
 	sqlite3_stmt *st = meta_stmt(w, "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
 					"COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
 				     err);
@@ -707,6 +712,7 @@ static core *core_alloc(const char *dir, const core_opts *opts)
 	pthread_mutex_init(&c->omu, NULL);
 	pthread_cond_init(&c->ocv, NULL);
 	pthread_mutex_init(&c->pmu, NULL);
+	pthread_mutex_init(&c->gcmu, NULL);
 	return c;
 }
 
@@ -803,6 +809,7 @@ void core_close(core *c)
 	pthread_cond_destroy(&c->ocv);
 	core_pending_free(c);
 	pthread_mutex_destroy(&c->pmu);
+	pthread_mutex_destroy(&c->gcmu);
 	free(c->dir);
 	free(c);
 }
@@ -922,6 +929,14 @@ static void run_batch(core *c, core_txn *first, core_txn *last)
 }
 
 int core_commit(core *c, core_prepare_fn fn, void *arg, sl_err *err)
+{
+	if (__atomic_load_n(&c->maint, __ATOMIC_SEQ_CST))
+		return sl_err_set(err, SL_EMAINT,
+				  "the lake is in maintenance mode: writes are refused, reads work");
+	return core_commit_internal(c, fn, arg, err);
+}
+
+int core_commit_internal(core *c, core_prepare_fn fn, void *arg, sl_err *err)
 {
 	core_txn t = { .prepare = fn, .arg = arg };
 	pthread_mutex_lock(&c->qmu);

@@ -35,6 +35,10 @@ struct core {
 	struct core_pending **pending;
 	size_t npending_buckets;
 
+	int maint;             /* maintenance mode: user writes refused (atomic) */
+	int ndamaged;          /* rows in the damaged table (atomic) */
+	pthread_mutex_t gcmu;  /* one gc or snapshot at a time */
+
 	/* background chunk storing (core_chunk_put_async) */
 	pthread_mutex_t jmu;
 	pthread_cond_t jcv;
@@ -74,11 +78,20 @@ void core_jobs_stop(core *c);
 /* Runs a transaction through the group commit: returns once it is durable
  * (chunks and journal fsynced, SQLite committed) or failed. */
 int core_commit(core *c, core_prepare_fn fn, void *arg, sl_err *err);
+/* The same for the core's own housekeeping (gc, scrub, trim): allowed in
+ * maintenance mode. */
+int core_commit_internal(core *c, core_prepare_fn fn, void *arg, sl_err *err);
 /* Applies op (live or replayed) and records it in t->ops (t may be NULL in replay). */
 int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err);
 int core_txn_apply(core *c, meta_conn *w, core_txn *t, json_t *op, sl_err *err);
 
-/* Pending chunk map (core/objects.c). */
+/* Pending chunk map (core/objects.c): 4096 hash buckets of this list. */
+typedef struct core_pending {
+	uint8_t hash[32];
+	store_loc loc;
+	struct core_pending *next;
+} core_pending;
+
 void core_pending_add(core *c, const uint8_t hash[32], store_loc loc);
 int core_pending_get(core *c, const uint8_t hash[32], store_loc *loc);
 void core_pending_drop_ops(core *c, json_t *ops);

@@ -56,11 +56,13 @@ typedef struct core_gc_report {
 /* Plans (dry_run) or reclaims dead chunk space: sealed segments holding dead
  * chunks of at least min_dead_ratio of their size are rewritten (live chunks
  * and every journal record copied forward) and deleted. A chunk is live if a
- * version, a multipart part, an uncommitted write or an oplog entry not yet
- * trimmed (pending replication) names it. rate limits copying (bytes/s, 0:
- * none). */
-int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, core_gc_report *r,
-	    core_progress_fn fn, void *ctx, sl_err *err);
+ * version, a multipart part, an uncommitted write or an oplog entry with seq
+ * above keep_oplog_after names it: pass the lowest oplog position a
+ * replication peer has not acknowledged yet (core_oplog_head() when there are
+ * no peers), so chunks still to be shipped stay. rate limits copying
+ * (bytes/s, 0: none). */
+int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, int64_t keep_oplog_after,
+	    core_gc_report *r, core_progress_fn fn, void *ctx, sl_err *err);
 
 /* Aborts multipart uploads created more than older_than_ms ago. */
 int core_mpu_gc(core *c, int64_t older_than_ms, uint64_t *aborted, sl_err *err);

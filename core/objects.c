@@ -5,6 +5,7 @@
  * streaming writer and reader and the pending-chunk map.
  */
 #include "core/core_internal.h"
+#include "core/maint.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -17,12 +18,6 @@
 #include <openssl/sha.h>
 
 /* ---- pending chunk map -------------------------------------------------------- */
-
-typedef struct core_pending {
-	uint8_t hash[32];
-	store_loc loc;
-	struct core_pending *next;
-} core_pending;
 
 #define PENDING_BUCKETS 4096u
 
@@ -407,14 +402,28 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 		memset(buf, 0, len);
 		return 0;
 	}
-	store_loc loc;
-	meta_conn *r = meta_reader(c->md);
-	int rc = core_chunk_loc(c, r, ref->hash, &loc, err);
-	meta_reader_release(c->md, r);
-	if (rc < 0)
-		return rc == SL_ENOKEY ? sl_err_set(err, SL_ECORRUPT, "%s", err ? err->msg : "")
-				       : rc;
-	return store_read(c->st, loc.seg, loc.off + off, buf, len, err);
+	if (core_chunk_damaged(c, ref->hash)) {
+		char hx[65];
+		core_hex(ref->hash, 32, hx);
+		return sl_err_set(err, SL_ECORRUPT, "stored chunk %s is damaged (found by scrub)",
+				  hx);
+	}
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		store_loc loc;
+		meta_conn *r = meta_reader(c->md);
+		rc = core_chunk_loc(c, r, ref->hash, &loc, err);
+		meta_reader_release(c->md, r);
+		if (rc < 0)
+			return rc == SL_ENOKEY ? sl_err_set(err, SL_ECORRUPT, "%s",
+							    err ? err->msg : "chunk not found")
+					       : rc;
+		rc = store_read(c->st, loc.seg, loc.off + off, buf, len, err);
+		if (rc == 0)
+			return 0;
+		/* gc may have moved the chunk between lookup and read: look again */
+	}
+	return rc;
 }
 
 /* ---- puts --------------------------------------------------------------------- */
@@ -637,6 +646,9 @@ int core_put_begin(core *c, const char *bucket, const char *key, core_writer **o
 		   sl_err *err)
 {
 	*out = NULL;
+	if (__atomic_load_n(&c->maint, __ATOMIC_SEQ_CST))
+		return sl_err_set(err, SL_EMAINT,
+				  "the lake is in maintenance mode: writes are refused, reads work");
 	int rc = put_check(c, bucket, key, NULL, err);
 	if (rc < 0)
 		return rc;

@@ -321,7 +321,7 @@ int core_oplog_trim(core *c, int64_t upto, sl_err *err)
 	if (upto > head)
 		upto = head;
 	trim_arg a = { upto };
-	return core_commit(c, prep_trim, &a, err);
+	return core_commit_internal(c, prep_trim, &a, err);
 }
 
 int64_t core_oplog_horizon(core *c)

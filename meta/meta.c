@@ -61,6 +61,8 @@ static const char *migrations[] = {
 	"  updated_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE TABLE repl_origin(node TEXT PRIMARY KEY, hlc INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE INDEX versions_state ON versions(state) WHERE state=1;",
+	/* 3: chunks found damaged by scrub */
+	"CREATE TABLE damaged(hash BLOB PRIMARY KEY, found_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 static int conn_open(meta_conn *c, const char *path, int flags, sl_err *err)

@@ -577,3 +577,70 @@ void store_close(store *s)
 	free(s->dir);
 	free(s);
 }
+
+void store_segment_path(store *s, uint64_t id, char *out, size_t n)
+{
+	seg_path(s, id, out, n);
+}
+
+int store_segments(store *s, uint64_t **ids, uint64_t **sizes, size_t *n, uint64_t *open_id,
+		   sl_err *err)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t cnt = s->nids;
+	*ids = malloc((cnt ? cnt : 1) * sizeof(**ids));
+	*sizes = malloc((cnt ? cnt : 1) * sizeof(**sizes));
+	if (!*ids || !*sizes) {
+		pthread_mutex_unlock(&s->mu);
+		free(*ids);
+		free(*sizes);
+		*ids = *sizes = NULL;
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	}
+	if (cnt)
+		memcpy(*ids, s->ids, cnt * sizeof(**ids));
+	*open_id = s->cur_fd >= 0 ? s->cur_id : 0;
+	uint64_t cur_tail = s->tail;
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < cnt; i++) {
+		char path[4096];
+		struct stat st;
+		seg_path(s, (*ids)[i], path, sizeof(path));
+		(*sizes)[i] = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if ((*ids)[i] == *open_id)
+			(*sizes)[i] = cur_tail;
+	}
+	*n = cnt;
+	return 0;
+}
+
+int store_remove(store *s, uint64_t id, sl_err *err)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->cur_fd >= 0 && id == s->cur_id) {
+		pthread_mutex_unlock(&s->mu);
+		return sl_err_set(err, SL_EINVAL, "segment %" PRIu64 " is still open", id);
+	}
+	size_t i;
+	for (i = 0; i < s->nids && s->ids[i] != id; i++)
+		;
+	if (i == s->nids) {
+		pthread_mutex_unlock(&s->mu);
+		return sl_err_set(err, SL_ENOKEY, "no segment %" PRIu64, id);
+	}
+	char path[4096];
+	struct stat st;
+	seg_path(s, id, path, sizeof(path));
+	uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	int r = s->io->unlink(s->io, path);
+	if (r == 0) {
+		memmove(&s->ids[i], &s->ids[i + 1], (s->nids - i - 1) * sizeof(*s->ids));
+		s->nids--;
+		s->bytes = s->bytes > size ? s->bytes - size : 0;
+		s->io->fsync_dir(s->io, s->dir);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (r < 0)
+		return sl_err_set(err, sl_code_from_errno(-r), "unlink %s: %s", path, strerror(-r));
+	return 0;
+}

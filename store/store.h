@@ -82,6 +82,15 @@ typedef int (*store_scan_fn)(void *ctx, int type, const uint8_t *hash, const uin
  * for every valid record). */
 int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *err);
 
+/* Every segment: ids ascending with file sizes; open_id is the segment still
+ * being appended to (0 if none). Arrays malloc'd. */
+int store_segments(store *s, uint64_t **ids, uint64_t **sizes, size_t *n, uint64_t *open_id,
+		   sl_err *err);
+/* Deletes a sealed segment file (never the open one). */
+int store_remove(store *s, uint64_t id, sl_err *err);
+/* Path of a segment file (for snapshots). */
+void store_segment_path(store *s, uint64_t id, char *out, size_t n);
+
 typedef struct store_stats {
 	uint64_t segments;
 	uint64_t bytes;
