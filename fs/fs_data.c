@@ -64,6 +64,11 @@ static void fs_dropBuf(fs_ctx *m, fs_data *d, size_t i)
 {
 	if (!d->bufs[i])
 		return;
+	if (d->jobs && d->jobs[i]) {
+		/* the worker still reads this buffer */
+		core_chunk_job_wait(d->jobs[i], NULL, NULL);
+		d->jobs[i] = NULL;
+	}
 	free(d->bufs[i]);
 	d->bufs[i] = NULL;
 	d->ndirty--;
@@ -79,6 +84,7 @@ void fs_data_free(fs_ctx *m, fs_data *d)
 	free(d->refs);
 	free(d->bufs);
 	free(d->ticks);
+	free(d->jobs);
 	free(d->meta);
 	EVP_MD_CTX_free(d->md5);
 	pthread_rwlock_destroy(&d->lock);
@@ -104,6 +110,11 @@ static int fs_reserve(fs_data *d, size_t n)
 	if (!t)
 		return -ENOMEM;
 	d->ticks = t;
+	core_chunk_job **j = realloc(d->jobs, ncap * sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	d->jobs = j;
+	memset(d->jobs + d->cap, 0, (ncap - d->cap) * sizeof(*j));
 	memset(d->refs + d->cap, 0, (ncap - d->cap) * sizeof(*r));
 	memset(d->bufs + d->cap, 0, (ncap - d->cap) * sizeof(*b));
 	memset(d->ticks + d->cap, 0, (ncap - d->cap) * sizeof(*t));
@@ -165,10 +176,30 @@ int fs_data_load(fs_ctx *m, fs_data *d, const char *bucket, const char *key)
 	return d->meta ? 0 : -ENOMEM;
 }
 
+/* Finishes a background store of chunk i: its ref becomes the stored one
+ * and the buffer goes. On failure the buffer stays dirty (nothing lost). */
+static int fs_settle(fs_ctx *m, fs_data *d, size_t i)
+{
+	if (!d->jobs || !d->jobs[i])
+		return 0;
+	core_chunkref ref;
+	sl_err err;
+	int r = core_chunk_job_wait(d->jobs[i], &ref, &err);
+	d->jobs[i] = NULL;
+	if (r < 0)
+		return -fs_errno(r);
+	d->refs[i] = ref;
+	fs_dropBuf(m, d, i);
+	return 0;
+}
+
 /* Makes chunk i an in-memory buffer. fill: read its stored bytes (else the
  * caller overwrites all of its valid length). */
 static int fs_materialize(fs_ctx *m, fs_data *d, size_t i, int fill)
 {
+	int r = fs_settle(m, d, i);
+	if (r < 0)
+		return r;
 	if (d->bufs[i])
 		return 0;
 	uint8_t *buf = malloc(CHUNK);
@@ -195,6 +226,8 @@ static int fs_materialize(fs_ctx *m, fs_data *d, size_t i, int fill)
 
 static int fs_flushChunk(fs_ctx *m, fs_data *d, size_t i)
 {
+	if (d->jobs && d->jobs[i])
+		return fs_settle(m, d, i);
 	if (!d->bufs[i])
 		return 0;
 	core_chunkref ref;
@@ -205,6 +238,16 @@ static int fs_flushChunk(fs_ctx *m, fs_data *d, size_t i)
 	d->refs[i] = ref;
 	fs_dropBuf(m, d, i);
 	return 0;
+}
+
+/* Starts storing a final chunk in the background (hashing and writing it
+ * overlaps with the next writes); falls back to storing it now. */
+static int fs_flushChunkAsync(fs_ctx *m, fs_data *d, size_t i)
+{
+	if (!d->bufs[i] || d->jobs[i])
+		return 0;
+	d->jobs[i] = core_chunk_put_async(m->c, d->bufs[i], fs_chunkLen(d, i));
+	return d->jobs[i] ? 0 : fs_flushChunk(m, d, i);
 }
 
 /* Keeps dirty memory under the per-file and per-mount bounds. */
@@ -238,6 +281,9 @@ static int fs_resize(fs_ctx *m, fs_data *d, uint64_t nsize)
 			return 0;
 		size_t last = newn - 1;
 		uint32_t nl = fs_chunkLen(d, last);
+		int r = fs_settle(m, d, last);
+		if (r < 0)
+			return r;
 		if (!d->bufs[last] && !fs_isHole(&d->refs[last]) && d->refs[last].len != nl) {
 			int r = fs_materialize(m, d, last, 1);
 			if (r < 0)
@@ -256,6 +302,8 @@ static int fs_resize(fs_ctx *m, fs_data *d, uint64_t nsize)
 		return r;
 	if (oldn > 0) {
 		size_t last = oldn - 1;
+		if ((r = fs_settle(m, d, last)) < 0)
+			return r;
 		if (!d->bufs[last] && !fs_isHole(&d->refs[last]) && d->refs[last].len < CHUNK) {
 			r = fs_materialize(m, d, last, 1);
 			if (r < 0)
@@ -340,7 +388,7 @@ int fs_data_write(fs_ctx *m, fs_data *d, const void *buf, size_t len, uint64_t o
 	if (d->seq) {
 		size_t full = (size_t)(d->md5_off / CHUNK);
 		for (size_t i = full > 2 ? full - 2 : 0; i < full && i < d->nchunks; i++) {
-			r = fs_flushChunk(m, d, i);
+			r = fs_flushChunkAsync(m, d, i);
 			if (r < 0)
 				return r;
 		}

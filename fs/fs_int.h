@@ -63,6 +63,7 @@ typedef struct fs_data {
 	core_chunkref *refs;    /* stored content of chunks without a buffer */
 	uint8_t **bufs;         /* dirty chunk buffers (CORE_CHUNK_SIZE) or NULL */
 	uint64_t *ticks;        /* last write tick per dirty buffer (LRU) */
+	core_chunk_job **jobs;  /* a buffer being stored in the background, or NULL */
 	size_t nchunks, cap;
 	uint64_t size;
 	unsigned ndirty;
