@@ -19,7 +19,7 @@
 #include "fs/fs.h"
 
 #define FS_TIMEOUT 1.0                     /* entry and attribute cache seconds */
-#define FS_MAX_DIRTY_PER_FILE 4            /* dirty chunks held in memory per open file */
+#define FS_MAX_DIRTY_PER_FILE 16           /* dirty chunks held in memory per open file */
 #define FS_MAX_DIRTY_TOTAL (256ull << 20)  /* dirty bytes held in memory per mount */
 #define FS_MAX_FILE_SIZE (1ull << 40)      /* writes past 1 TiB get EFBIG */
 #define FS_SELF_RING 1024                  /* remembered own changes (oplog echo filter) */
