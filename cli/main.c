@@ -16,6 +16,10 @@
 #include "cli/mount.h"
 #define HAVE_MOUNT 1
 #endif
+#if __has_include("cli/repl.h")
+#include "cli/repl.h"
+#define HAVE_REPL 1
+#endif
 
 static const char usage[] =
 	"usage: seglake COMMAND [ARGS]\n"
@@ -25,6 +29,7 @@ static const char usage[] =
 	"  serve --data DIR [--listen A:P] [--mount MNT]   run the S3 daemon (and a mount)\n"
 	"  mount DIR MOUNTPOINT [--bucket B] mount the lake as a filesystem\n"
 	"  rebuild-index [--data DIR]        rebuild meta.db from the segments alone\n"
+	"  repl pull|push|bootstrap|status|conflicts|validate ...   replication (seglake repl help)\n"
 	"\n"
 	"Local object commands (work on a data dir no daemon holds):\n"
 	"  bucket create NAME [--versioning enabled|unversioned|disabled]\n"
@@ -87,6 +92,10 @@ int main(int argc, char **argv)
 #ifdef HAVE_MOUNT
 	if (!strcmp(cmd, "mount"))
 		return cli_mount(argc - 1, argv + 1);
+#endif
+#ifdef HAVE_REPL
+	if (!strcmp(cmd, "repl"))
+		return cli_repl(argc - 1, argv + 1);
 #endif
 	static const char *local[] = { "bucket", "put", "get", "stat", "ls", "rm",
 				       "rebuild-index", "stats", NULL };

@@ -1566,6 +1566,13 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	uint64_t size = 0;
 	MD5_CTX md5;
 	MD5_Init(&md5);
+	/* the whole list must ascend before anything else is judged (as AWS) */
+	for (size_t i = 1; i < a->nparts; i++)
+		if (a->parts[i].number <= a->parts[i - 1].number) {
+			free(meta);
+			return sl_err_set(err, SL_EPARTORDER,
+					  "the list of parts was not in ascending order");
+		}
 	sqlite3_stmt *st = meta_stmt(w, "SELECT size, etag, chunks FROM parts WHERE upload=?1 "
 					"AND num=?2",
 				     err);
@@ -1573,11 +1580,6 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		rc = err->code;
 	for (size_t i = 0; i < a->nparts && rc == 0; i++) {
 		const core_part *p = &a->parts[i];
-		if (i > 0 && p->number <= a->parts[i - 1].number) {
-			rc = sl_err_set(err, SL_EPARTORDER,
-					"the list of parts was not in ascending order");
-			break;
-		}
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, p->number);

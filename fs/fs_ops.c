@@ -913,7 +913,8 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 				r = -ENOMEM;
 				break;
 			}
-			int hidden = bsearch(&asdir, res.prefixes, res.nprefixes, sizeof(char *),
+			int hidden = res.nprefixes &&
+				     bsearch(&asdir, res.prefixes, res.nprefixes, sizeof(char *),
 					     fs_cmpStr) != NULL;
 			if (!hidden && res.truncated && res.next_marker &&
 			    strcmp(asdir, res.next_marker) > 0) {

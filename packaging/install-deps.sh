@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential meson ninja-build pkg-config clang
+  libclang-rt-14-dev   # libFuzzer + sanitizer runtimes for clang-14 (tests/fuzz)
   libfuse3-dev libsqlite3-dev libssl-dev libmicrohttpd-dev libjansson-dev
   libexpat1-dev libcurl4-openssl-dev
   # run
@@ -13,6 +14,8 @@ PKGS=(
   # test
   python3-pytest python3-boto3 python3-requests awscli s3cmd rclone s3fs curl
   fio git rsync tar iproute2 procps psmisc util-linux
+  # bench (nginx serves the static-file GET ceiling)
+  nginx-light
 )
 
 SUDO=""

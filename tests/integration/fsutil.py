@@ -14,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
+import seglake_paths
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def seglake_bin():
-    """The seglake binary: $SEGLAKE_BIN, else build/cli/seglake (as conftest.py)."""
-    b = os.environ.get("SEGLAKE_BIN") or str(ROOT / "build" / "cli" / "seglake")
+    """The seglake binary, found as conftest.py finds it; missing is an error."""
+    b = seglake_paths.seglake_bin()
     if not os.access(b, os.X_OK):
-        pytest.skip("seglake binary not found at %s (set SEGLAKE_BIN)" % b)
+        pytest.fail("seglake binary not found at %s (set SEGLAKE_BUILD or SEGLAKE_BIN)" % b,
+                    pytrace=False)
     return b
 
 

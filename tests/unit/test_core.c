@@ -563,6 +563,9 @@ static void test_multipart(void)
 	strcpy(wrong.etag, "00000000000000000000000000000000");
 	CHECK(core_mpu_complete(C, "alpha", "mp", id, &wrong, 1, 5 << 20, NULL, NULL, &err) ==
 	      SL_EINVALPART);
+	core_part rev[2] = { parts[2], parts[0] }; /* order is judged before sizes */
+	CHECK(core_mpu_complete(C, "alpha", "mp", id, rev, 2, 5 << 20, NULL, NULL, &err) ==
+	      SL_EPARTORDER);
 	core_part small[2] = { parts[2], parts[2] };
 	small[1].number = 4;
 	CHECK(core_mpu_complete(C, "alpha", "mp", id, small, 2, 5 << 20, NULL, NULL, &err) < 0);

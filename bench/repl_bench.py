@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""repl_bench.py - replication figures between two real hosts.
+
+Two network namespaces joined by a veth pair (tests/integration/netns.py),
+each running `seglake serve --peer <other>`. Prints, compared with the
+targets of issue 5:
+  - lag of a single small change (S3 PUT on A until B's S3 HEAD sees it),
+    p50/p95 over N changes                                  (target p95 < 1 s)
+  - time until B has 10,000 small files written on A by 16 S3 writers
+  - replication throughput of a 1 GiB file (from A's answer to the multipart
+    completion, which is when the object enters A's oplog, until B has it) next to the S3 GET throughput of the same file over
+    the same link (curl --aws-sigv4 from B's namespace)  (target >= 50%)
+  - B's chunk byte counter across a copy and a rename on A (target: 0 bytes)
+It prints figures only; it asserts nothing. Run as root:
+  SEGLAKE_BUILD=build-repl bench/repl_bench.py [--changes 200] [--files 10000] [--mib 1024]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+
+from netns import ACCESS_KEY, PORT, REGION, SECRET_KEY, Cluster, wait_for  # noqa: E402
+
+
+def worker_bytes(h):
+    return h.status()["workers"][0]["chunk_bytes"]
+
+
+def exists(h, bucket, key):
+    try:
+        h.s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception:
+        return False
+
+
+def bench_lag(a, b, n):
+    a.s3.create_bucket(Bucket="lag")
+    lags = []
+    for i in range(n):
+        key = "c%04d" % i
+        t0 = time.monotonic()
+        a.s3.put_object(Bucket="lag", Key=key, Body=b"small change %d" % i)
+        while not exists(b, "lag", key):
+            time.sleep(0.002)
+        lags.append(time.monotonic() - t0)
+    lags.sort()
+    p50 = statistics.median(lags)
+    p95 = lags[int(0.95 * (len(lags) - 1))]
+    print("lag, single small change (%d changes): p50 %.1f ms, p95 %.1f ms   target p95 < 1000 ms %s"
+          % (n, p50 * 1000, p95 * 1000, "OK" if p95 < 1 else "MISSED"))
+
+
+def bench_small_files(a, b, n):
+    a.s3.create_bucket(Bucket="many")
+    wait_for(lambda: b.s3.head_bucket(Bucket="many"), what="bucket on B")
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(lambda i: a.s3.put_object(Bucket="many", Key="f%05d" % i,
+                                              Body=b"file %d" % i), range(n)))
+    tw = time.monotonic() - t0
+    last = "f%05d" % (n - 1)
+    wait_for(lambda: exists(b, "many", last), timeout=600, interval=0.01, what="last file on B")
+    took = time.monotonic() - t0
+    print("small files: %d files written on A (16 S3 writers) in %.2fs; all on B %.2fs after the "
+          "first write (%.0f files/s end to end)" % (n, tw, took, n / took))
+
+
+def s3_get_speed(b, a, key):
+    """GET A's object from B's namespace over the A-B link; bytes/s."""
+    url = "http://%s:%d/big/%s" % (a.link_ip[b.name], PORT, key)
+    r = subprocess.run(["nsenter", "--net=/run/netns/%s" % b.ns, "curl", "-sS", "-o", "/dev/null",
+                        "--aws-sigv4", "aws:amz:%s:s3" % REGION, "--user",
+                        "%s:%s" % (ACCESS_KEY, SECRET_KEY), "-w", "%{speed_download}", url],
+                       capture_output=True, text=True, timeout=600)
+    return float(r.stdout.strip() or 0)
+
+
+def bench_large(a, b, mib, tmp):
+    src = os.path.join(tmp, "big.bin")
+    with open(src, "wb") as f:
+        for _ in range(mib // 16):
+            f.write(os.urandom(16 << 20))
+    a.s3.create_bucket(Bucket="big")
+    wait_for(lambda: b.s3.head_bucket(Bucket="big"), what="bucket on B")
+    before = worker_bytes(b)
+    # a multipart upload becomes one oplog entry when it completes: the
+    # replication time is from A's answer to the last request until B has it
+    a.s3.upload_file(src, "big", "file.bin")
+    t0 = time.monotonic()
+    etag = a.s3.head_object(Bucket="big", Key="file.bin")["ETag"]
+    wait_for(lambda: b.s3.head_object(Bucket="big", Key="file.bin")["ETag"] == etag,
+             timeout=900, interval=0.05, what="large file on B")
+    took = time.monotonic() - t0
+    moved = worker_bytes(b) - before
+    repl_bps = mib * 1048576 / took
+    get_bps = s3_get_speed(b, a, "file.bin")
+    ratio = repl_bps / get_bps if get_bps else 0
+    print("large file %d MiB: replicated in %.2fs = %.0f MiB/s (chunk bytes moved %d MiB); "
+          "S3 GET of the same file on the same link %.0f MiB/s; ratio %.0f%%   target >= 50%% %s"
+          % (mib, took, repl_bps / 1048576, moved >> 20, get_bps / 1048576, ratio * 100,
+             "OK" if ratio >= 0.5 else "MISSED"))
+    # a re-sent (copy) and a renamed file move no chunk data
+    before = worker_bytes(b)
+    a.s3.copy_object(Bucket="big", Key="copy.bin", CopySource={"Bucket": "big", "Key": "file.bin"})
+    os.rename(os.path.join(a.mnt, "big", "copy.bin"), os.path.join(a.mnt, "big", "renamed.bin"))
+    wait_for(lambda: exists(b, "big", "renamed.bin") and not exists(b, "big", "copy.bin"),
+             timeout=60, what="copy + rename on B")
+    time.sleep(0.3)
+    after = worker_bytes(b)
+    print("copy + rename of the %d MiB file: B's chunk byte counter %d -> %d (+%d bytes)   "
+          "target 0 %s" % (mib, before, after, after - before,
+                           "OK" if after == before else "MISSED"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--changes", type=int, default=200)
+    ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--mib", type=int, default=1024)
+    o = ap.parse_args()
+    os.environ.pop("AWS_CA_BUNDLE", None)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        c = Cluster(tmp)
+        try:
+            a, b = c.add_host("a"), c.add_host("b")
+            c.link(a, b)
+            a.start(peers=[b])
+            b.start(peers=[a])
+            bench_lag(a, b, o.changes)
+            bench_small_files(a, b, o.files)
+            bench_large(a, b, o.mib, tmp)
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Replication endpoints and `seglake repl` on one machine (no namespaces).
+
+A daemon on 127.0.0.1 plus data dirs that `seglake repl pull|push|bootstrap`
+work on: one-shot rounds, bootstrap, push, oplog retention and the clear
+re-bootstrap error below the horizon, SigV4 and root-key enforcement, bad
+input answered with 4xx JSON, status/conflicts from a data dir, validate
+finding a difference. Not here: multi-host behaviour (test_repl_hosts.py).
+"""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import ACCESS_KEY, SECRET_KEY, init_data_dir, seglake_bin, start_server
+
+
+def run(*args, env=None, check=True):
+    e = dict(os.environ)
+    e["SEGLAKE_PEER_ACCESS_KEY"] = ACCESS_KEY
+    e["SEGLAKE_PEER_SECRET_KEY"] = SECRET_KEY
+    e.update(env or {})
+    r = subprocess.run([seglake_bin()] + list(args), capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, env=e, timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError("seglake %s: %d\n%s%s" % (" ".join(args), r.returncode, r.stdout,
+                                                      r.stderr))
+    return r
+
+
+@pytest.fixture
+def srv(tmp_path):
+    s = start_server(tmp_path, extra_args=["--repl-trim", "--quiet"])
+    yield s
+    s.stop()
+
+
+def test_bootstrap_pull_push_validate(srv, tmp_path):
+    s3 = srv.client()
+    s3.create_bucket(Bucket="one")
+    s3.put_object(Bucket="one", Key="a", Body=b"alpha" * 1000)
+    s3.put_object(Bucket="one", Key="b", Body=os.urandom(5 << 20))
+    local = str(tmp_path / "local")
+    r = run("repl", "bootstrap", "--peer", srv.endpoint, "--data", local)
+    assert "3 applied" in r.stdout and "3 chunks" in r.stdout, r.stdout
+    run("repl", "validate", "--peer", srv.endpoint, "--data", local, "--chunks")
+    # a second round moves nothing
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", local)
+    assert "0 entries" in r.stdout, r.stdout
+    # a local change is pushed; the daemon applies it
+    f = tmp_path / "f"
+    f.write_bytes(b"made offline")
+    run("put", "one/offline", str(f), "--data", local)
+    r = run("repl", "push", "--peer", srv.endpoint, "--data", local)
+    assert "1 applied" in r.stdout, r.stdout
+    assert s3.get_object(Bucket="one", Key="offline")["Body"].read() == b"made offline"
+    # a re-sent (copied) object moves no chunk data
+    s3.copy_object(Bucket="one", Key="b-copy", CopySource={"Bucket": "one", "Key": "b"})
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", local)
+    assert "1 applied" in r.stdout and "0 chunks" in r.stdout, r.stdout
+    run("repl", "validate", "--peer", srv.endpoint, "--data", local)
+    # a difference is found and reported, exit 1
+    run("rm", "one/a", "--data", local)
+    r = run("repl", "validate", "--peer", srv.endpoint, "--data", local, check=False)
+    assert r.returncode == 1 and "one/a" in r.stdout, r.stdout
+    # status of the data dir: what it applied from the daemon
+    st = json.loads(run("repl", "status", "--data", local, "--json").stdout)
+    assert st["inbound"] and st["inbound"][0]["seq"] >= 5, st
+    # bootstrap refuses a non-empty dir
+    r = run("repl", "bootstrap", "--peer", srv.endpoint, "--data", local, check=False)
+    assert r.returncode == 1 and "not empty" in r.stderr
+
+
+def test_retention_and_rebootstrap_error(srv, tmp_path):
+    s3 = srv.client()
+    s3.create_bucket(Bucket="ret")
+    local = str(tmp_path / "local")
+    run("repl", "bootstrap", "--peer", srv.endpoint, "--data", local)
+    for i in range(5):
+        s3.put_object(Bucket="ret", Key="k%d" % i, Body=b"x")
+    run("repl", "pull", "--peer", srv.endpoint, "--data", local)
+    run("repl", "pull", "--peer", srv.endpoint, "--data", local)   # acknowledges all
+    deadline = time.time() + 15
+    horizon = 0
+    while time.time() < deadline and horizon == 0:
+        horizon = json.loads(run("repl", "status", "--url", srv.endpoint, "--json").stdout)["horizon"]
+        time.sleep(0.3)
+    assert horizon >= 6
+    # the acknowledged peer keeps going
+    s3.put_object(Bucket="ret", Key="after", Body=b"y")
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", local)
+    assert "1 applied" in r.stdout
+    # a new host below the horizon is told to re-bootstrap, clearly
+    r = run("repl", "bootstrap", "--peer", srv.endpoint, "--data", str(tmp_path / "fresh"),
+            check=False)
+    assert r.returncode == 1 and "re-bootstrap" in r.stderr and "trimmed" in r.stderr, r.stderr
+
+
+def test_endpoints_authenticate_and_reject_bad_input(srv):
+    st, _, body = srv.request("GET", "/v1/repl/info")
+    assert st == 200 and len(json.loads(body)["node"]) == 16
+    # unsigned and badly signed requests are refused
+    st, _, _ = srv.request("GET", "/v1/repl/oplog", sign=False)
+    assert st == 403
+    st, _, _ = srv.request("GET", "/v1/repl/oplog", secret_key="wrong-secret")
+    assert st == 403
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", "/nonexistent-dir", check=False)
+    assert r.returncode == 1
+    # bad parameters and bodies: 4xx with a JSON message, daemon unharmed
+    for method, path, query, body in (
+            ("GET", "/v1/repl/oplog", "after=abc", b""),
+            ("GET", "/v1/repl/oplog", "node=zz", b""),
+            ("POST", "/v1/repl/chunks", "", b"not-a-hash\n"),
+            ("POST", "/v1/repl/push/apply", "", b"{]"),
+            ("POST", "/v1/repl/push/apply", "", b'{"node":"0123456789abcdef","seq":1,"entries":["{}"]}'),
+            ("POST", "/v1/repl/push/chunks", "", b"\x00" * 40),
+            ("GET", "/v1/repl/nothing", "", b"")):
+        st, _, data = srv.request(method, path, query=query, body=body)
+        assert 400 <= st < 500, (path, query, st, data)
+        assert json.loads(data)["message"], data
+    st, _, body = srv.request("GET", "/v1/repl/status")
+    assert st == 200 and json.loads(body)["node"]
+    # a chunk that does not match its hash is refused
+    rec = bytes(32) + (5).to_bytes(4, "big") + b"hello"
+    st, _, data = srv.request("POST", "/v1/repl/push/chunks", body=rec)
+    assert st == 400 and b"hash" in data, data
+
+
+def test_serve_rejects_bad_peer_url(tmp_path):
+    d = str(tmp_path / "d")
+    init_data_dir(d)
+    r = subprocess.run([seglake_bin(), "serve", "--data", d, "--listen", "127.0.0.1:0",
+                        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+                        "--peer", "ftp://nowhere"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode != 0 and "http://" in r.stderr, r.stderr
