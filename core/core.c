@@ -569,7 +569,7 @@ static int apply_record(replay *rp, const jrec *r, const char *text)
 	{
 		json_t *h = json_object_get(op, "hlc");
 		if (json_is_integer(h))
-			hlc_observe(&rp->c->hlc, (uint64_t)json_integer_value(h));
+			hlc_observe_trusted(&rp->c->hlc, (uint64_t)json_integer_value(h));
 		meta_exec(w, "SAVEPOINT op", NULL);
 		sl_err e2;
 		int rc = core_apply(rp->c, w, op, &e2);

@@ -204,8 +204,9 @@ typedef struct core_reader core_reader;
 int core_get_open(core *c, const char *bucket, const char *key, const char *version_id,
 		  core_objinfo *info, core_reader **out, sl_err *err);
 /* Reads up to len bytes at off; returns bytes read (0 at or past EOF) or SL_E*.
- * Chunks read whole are verified against their SHA-256 (SL_ECORRUPT on mismatch);
- * small reads inside a chunk are not re-hashed (scrub covers them). */
+ * Every chunk is read whole and checked against the CRC-32C its segment record
+ * carries over its hash and data (SL_ECORRUPT on mismatch, never wrong bytes);
+ * scrub re-hashes the SHA-256 of every chunk. */
 ssize_t core_read_at(core_reader *r, void *buf, size_t len, uint64_t off, sl_err *err);
 void core_reader_free(core_reader *r);
 

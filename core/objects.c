@@ -426,6 +426,40 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 	return rc;
 }
 
+/* A whole chunk, checked against its record's CRC (holes are zeros). */
+static int chunk_read_whole(core *c, const core_chunkref *ref, void *buf, sl_err *err)
+{
+	static const uint8_t zero[32];
+	if (memcmp(ref->hash, zero, 32) == 0) {
+		memset(buf, 0, ref->len);
+		return 0;
+	}
+	if (core_chunk_damaged(c, ref->hash)) {
+		char hx[65];
+		core_hex(ref->hash, 32, hx);
+		return sl_err_set(err, SL_ECORRUPT, "stored chunk %s is damaged (found by scrub)",
+				  hx);
+	}
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		store_loc loc;
+		meta_conn *r = meta_reader(c->md);
+		rc = core_chunk_loc(c, r, ref->hash, &loc, err);
+		meta_reader_release(c->md, r);
+		if (rc < 0)
+			return rc == SL_ENOKEY ? sl_err_set(err, SL_ECORRUPT, "%s",
+							    err ? err->msg : "chunk not found")
+					       : rc;
+		if (loc.len != ref->len)
+			return sl_err_set(err, SL_ECORRUPT, "chunk length differs from the index");
+		rc = store_read_chunk(c->st, loc, ref->hash, buf, err);
+		if (rc != SL_EIO && !(rc == SL_ECORRUPT && attempt == 0))
+			return rc;
+		/* gc may have moved the chunk between lookup and read: look again */
+	}
+	return rc;
+}
+
 /* ---- puts --------------------------------------------------------------------- */
 
 typedef struct put_arg {
@@ -949,20 +983,9 @@ static int reader_load(core_reader *rd, size_t i, sl_err *err)
 		rd->cap = ref->len;
 	}
 	rd->loaded = -1;
-	int rc = core_chunk_read(rd->c, ref, 0, rd->buf, ref->len, err);
+	int rc = chunk_read_whole(rd->c, ref, rd->buf, err);
 	if (rc < 0)
 		return rc;
-	static const uint8_t zero[32];
-	if (memcmp(ref->hash, zero, 32) != 0) {
-		uint8_t h[32];
-		SHA256(rd->buf, ref->len, h);
-		if (memcmp(h, ref->hash, 32) != 0) {
-			char hx[65];
-			core_hex(ref->hash, 32, hx);
-			return sl_err_set(err, SL_ECORRUPT,
-					  "stored chunk %s is damaged (checksum mismatch)", hx);
-		}
-	}
 	rd->loaded = (ssize_t)i;
 	return 0;
 }

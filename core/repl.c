@@ -174,11 +174,20 @@ static int prep_repl(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		if (k == nsn)
 			snprintf(sn[nsn++].node, 17, "%s", node);
 		sn[k].hlc = hlc;
+		if (hlc_observe(&c->hlc, (uint64_t)hlc) < 0) {
+			rc = sl_err_set(err, SL_EINVAL,
+					"entry %zu from node %s is stamped %lld s ahead of this host's "
+					"clock, beyond the allowed drift (SEGLAKE_MAX_CLOCK_DRIFT_MS, "
+					"%lld s): fix that host's clock",
+					i, node, (long long)((HLC_MS(hlc) - hlc_wall_ms(&c->hlc)) / 1000),
+					(long long)(c->hlc.max_drift_ms / 1000));
+			json_decref(op);
+			break;
+		}
 		if ((rc = relocate(c, w, op, err)) < 0) {
 			json_decref(op);
 			break;
 		}
-		hlc_observe(&c->hlc, (uint64_t)hlc);
 		json_array_append_new(ops, op);
 	}
 	free(sn);

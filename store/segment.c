@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#include <openssl/sha.h>
-
 #include "common/crc32c.h"
 
 static void put32(uint8_t *p, uint32_t v)
@@ -87,12 +85,5 @@ int seg_rec_decode(const uint8_t *buf, size_t len, seg_rec *r)
 
 int seg_rec_verify(const seg_rec *r, const uint8_t *payload)
 {
-	if (r->type == SEG_REC_CHUNK) {
-		uint8_t h[32];
-		if (sl_crc32c(0, payload, 32) != r->payload_crc)
-			return -1;
-		SHA256(payload + 32, r->payload_len - 32, h);
-		return memcmp(h, payload, 32) == 0 ? 0 : -1;
-	}
 	return sl_crc32c(0, payload, r->payload_len) == r->payload_crc ? 0 : -1;
 }

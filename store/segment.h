@@ -8,8 +8,8 @@
  *   record   = u32 magic "SLRC" u8 type u8 flags u16 0 u32 payload_len
  *              u32 payload_crc u32 0 u32 header_crc(bytes 0..19)  -> 24 bytes
  *              payload[payload_len]
- *   CHUNK    payload = sha256[32] data        payload_crc = crc32c(sha256)
- *                      (the data is checked against sha256 itself)
+ *   CHUNK    payload = sha256[32] data        payload_crc = crc32c(payload)
+ *                      (reads check the CRC; scrub re-hashes the SHA-256)
  *   JOURNAL  payload = JSON text of one committed transaction
  *                                             payload_crc = crc32c(payload)
  *   FOOTER   payload = JSON {"records":N,"bytes":B,"sealed_ms":T}: sealed
@@ -52,8 +52,7 @@ void seg_rec_encode(int type, uint32_t payload_len, uint32_t payload_crc,
 		    uint8_t out[SEG_REC_HEADER]);
 /* 0 if a valid record header, -1 otherwise (bad magic, crc, type or length). */
 int seg_rec_decode(const uint8_t *buf, size_t len, seg_rec *r);
-/* Checks a whole record payload against its header: 0 ok, -1 corrupt.
- * For CHUNK it re-hashes the data (SHA-256). */
+/* Checks a whole record payload against its header (CRC-32C): 0 ok, -1 corrupt. */
 int seg_rec_verify(const seg_rec *r, const uint8_t *payload);
 
 #endif

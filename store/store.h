@@ -62,6 +62,10 @@ int store_sync(store *s, sl_err *err);
 /* The position after the last record. */
 store_pos store_tail(store *s);
 
+/* Reads the whole chunk whose data is at loc into buf (loc.len bytes) and
+ * checks it: the record around it must be a CHUNK record of that length for
+ * hash, and its CRC-32C must match. SL_ECORRUPT if not. */
+int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf, sl_err *err);
 /* Reads len bytes at off of segment seg. SL_EIO / SL_ECORRUPT on failure. */
 int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err);
 

@@ -510,9 +510,14 @@ static void test_hlc(void)
 	uint64_t b = hlc_tick(&c, 1000);
 	uint64_t d = hlc_tick(&c, 900); /* wall clock went backwards */
 	CHECK(b > a && d > b && HLC_MS(d) == 1000);
-	hlc_observe(&c, (uint64_t)5000 << 16);
-	uint64_t e = hlc_tick(&c, 1000); /* a peer far ahead: we follow it */
+	CHECK(hlc_observe(&c, (uint64_t)5000 << 16) == 0);
+	uint64_t e = hlc_tick(&c, 1000); /* a peer ahead: we follow it */
 	CHECK(e > ((uint64_t)5000 << 16));
+	/* but not a peer whose clock is hours ahead, nor one near the top */
+	uint64_t future = (uint64_t)(hlc_wall_ms(&c) + 2 * 3600 * 1000) << 16;
+	CHECK(hlc_observe(&c, future) == -1 && c.last < future);
+	CHECK(hlc_observe(&c, UINT64_MAX - 5) == -1);
+	CHECK(hlc_tick(&c, -1) < future);
 	/* across restarts a node never goes backwards */
 	core_oplog_entry *en;
 	size_t n;

@@ -7,6 +7,7 @@
  * concurrent write, and clock skew absorbed by the HLC.
  */
 #include <inttypes.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -344,6 +345,24 @@ static void test_ring(void)
 	CHECK(core_oplog_head(A) == h + 1); /* seqs are not reused */
 }
 
+static void test_future_clock(void)
+{
+	/* an entry stamped far ahead of this host's clock is refused, clearly */
+	char body[512];
+	long long hlc = (long long)((uint64_t)(time(NULL) + 3 * 3600) * 1000) << 16;
+	snprintf(body, sizeof(body),
+		 "{\"op\":\"bucket-create\",\"hlc\":%lld,\"node\":\"00000000deadbeef\","
+		 "\"b\":\"future\",\"vers\":0,\"ms\":1}",
+		 hlc);
+	const char *bodies[1] = { body };
+	sl_err err = { 0 };
+	int64_t head = core_oplog_head(B);
+	CHECK(core_repl_apply(B, "Z", 1, bodies, 1, NULL, &err) == SL_EINVAL);
+	CHECK(strstr(err.msg, "ahead") != NULL && core_oplog_head(B) == head);
+	core_bucket bk;
+	CHECK(core_bucket_get(B, "future", &bk, NULL) == SL_ENOBUCKET);
+}
+
 int main(void)
 {
 	root = check_tmpdir();
@@ -355,6 +374,7 @@ int main(void)
 	test_bucket_delete_vs_write();
 	test_versioned_and_skew();
 	test_ring();
+	test_future_clock();
 	core_close(A);
 	core_close(B);
 	core_close(Cc);
