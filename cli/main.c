@@ -20,6 +20,10 @@
 #include "cli/repl.h"
 #define HAVE_REPL 1
 #endif
+#if __has_include("cli/ops.h")
+#include "cli/ops.h"
+#define HAVE_OPS 1
+#endif
 
 static const char usage[] =
 	"usage: seglake COMMAND [ARGS]\n"
@@ -30,6 +34,15 @@ static const char usage[] =
 	"  mount DIR MOUNTPOINT [--bucket B] mount the lake as a filesystem\n"
 	"  rebuild-index [--data DIR]        rebuild meta.db from the segments alone\n"
 	"  repl pull|push|bootstrap|status|conflicts|validate ...   replication (seglake repl help)\n"
+	"\n"
+	"Admin and ops commands (through the daemon's admin socket when one runs):\n"
+	"  key create|list|show|enable|disable|rotate|delete|policy ...   access keys\n"
+	"  status                            objects, bytes, segments, dead bytes, oplog, peers\n"
+	"  fsck | scrub [--rate MB/s]        check metadata vs segments | re-hash every chunk\n"
+	"  gc plan|run [--min-dead R] [--rate MB/s]   reclaim dead chunk space\n"
+	"  mpu-gc [--older-than 7d]          abort abandoned multipart uploads\n"
+	"  snapshot DEST | restore SNAP DEST online backup | new data dir from a snapshot\n"
+	"  maintenance on|off|status         refuse writes (reads continue)\n"
 	"\n"
 	"Local object commands (work on a data dir no daemon holds):\n"
 	"  bucket create NAME [--versioning enabled|unversioned|disabled]\n"
@@ -96,6 +109,13 @@ int main(int argc, char **argv)
 #ifdef HAVE_REPL
 	if (!strcmp(cmd, "repl"))
 		return cli_repl(argc - 1, argv + 1);
+#endif
+#ifdef HAVE_OPS
+	static const char *ops_cmds[] = { "key", "status", "fsck", "scrub", "gc", "mpu-gc",
+					  "snapshot", "restore", "maintenance", NULL };
+	for (int i = 0; ops_cmds[i]; i++)
+		if (!strcmp(cmd, ops_cmds[i]))
+			return cli_ops(cmd, argc - 1, argv + 1);
 #endif
 	static const char *local[] = { "bucket", "put", "get", "stat", "ls", "rm",
 				       "rebuild-index", "stats", NULL };

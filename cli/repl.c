@@ -28,13 +28,14 @@ static const char repl_usage[] =
 	"  validate --peer URL (--peer URL2 | --data DIR) [--bucket B] [--chunks]\n"
 	"                                     compare two hosts; exit 1 if they differ\n"
 	"Options: --peer-credentials FILE (access_key = / secret_key = lines), else\n"
-	"SEGLAKE_PEER_ACCESS_KEY / SEGLAKE_PEER_SECRET_KEY; --region R (default us-east-1).\n"
+	"SEGLAKE_PEER_ACCESS_KEY / SEGLAKE_PEER_SECRET_KEY; --region R (default us-east-1);\n"
+	"--peer-ca FILE: PEM CA bundle https:// peers must chain to (default: system store).\n"
 	"The data dir commands fail if a daemon holds DIR: use --url then.\n";
 
 typedef struct repl_args {
 	const char *peers[2];
 	int npeers;
-	const char *data, *url, *creds, *region, *bucket;
+	const char *data, *url, *creds, *region, *bucket, *ca;
 	int json, chunks, quiet;
 } repl_args;
 
@@ -48,6 +49,7 @@ static int repl_parse(int argc, char **argv, repl_args *a)
 				   !strcmp(s, "--url") ? &a->url :
 				   !strcmp(s, "--peer-credentials") ? &a->creds :
 				   !strcmp(s, "--region") ? &a->region :
+				   !strcmp(s, "--peer-ca") ? &a->ca :
 				   !strcmp(s, "--bucket") ? &a->bucket : NULL;
 		if (!strcmp(s, "--json")) {
 			a->json = 1;
@@ -94,6 +96,7 @@ static int repl_cli_creds_load(const repl_args *a, repl_cli_creds *c)
 	c->cr.access_key = c->ak;
 	c->cr.secret_key = c->sk;
 	c->cr.region = a->region;
+	c->cr.ca_file = a->ca ? a->ca : getenv("SEGLAKE_PEER_CA");
 	return 0;
 }
 

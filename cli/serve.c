@@ -29,6 +29,10 @@
 #include "core/core.h"
 #include "fs/fs.h"
 #include "repl/repl.h"
+#include "auth/keys.h"
+#include "ops/limits.h"
+#include "ops/metrics.h"
+#include "ops/ops.h"
 #include "s3d/s3d.h"
 
 /* Every setting by its config-file name; flags are --name, env SEGLAKE_NAME
@@ -37,14 +41,18 @@ enum {
 	SV_DATA, SV_LISTEN, SV_ACCESS_KEY, SV_SECRET_KEY, SV_REGION, SV_DOMAIN, SV_MOUNT,
 	SV_BUCKET, SV_ALLOW_OTHER, SV_MAX_OBJECT_SIZE, SV_MAX_HEADER_BYTES, SV_MAX_URL_BYTES,
 	SV_IDLE_TIMEOUT, SV_MAX_CONNECTIONS, SV_SHUTDOWN_TIMEOUT, SV_QUIET, SV_CONFIG,
-	SV_PEER, SV_PEER_CREDENTIALS, SV_REPL_TRIM, SV_COUNT
+	SV_PEER, SV_PEER_CREDENTIALS, SV_REPL_TRIM, SV_TLS_CERT, SV_TLS_KEY, SV_PEER_CA,
+	SV_TRUSTED_PROXIES, SV_METRICS_OPEN_CIDR, SV_AUTH_FAIL_BURST, SV_AUTH_FAIL_PER_MIN,
+	SV_MAX_INFLIGHT_PER_KEY, SV_REPLAY_CACHE, SV_COUNT
 };
 
 static const char *const sv_names[SV_COUNT] = {
 	"data", "listen", "access-key", "secret-key", "region", "domain", "mount", "bucket",
 	"allow-other", "max-object-size", "max-header-bytes", "max-url-bytes", "idle-timeout",
 	"max-connections", "shutdown-timeout", "quiet", "config",
-	"peer", "peer-credentials", "repl-trim",
+	"peer", "peer-credentials", "repl-trim", "tls-cert", "tls-key", "peer-ca",
+	"trusted-proxies", "metrics-open-cidr", "auth-fail-burst", "auth-fail-per-min",
+	"max-inflight-per-key", "replay-cache",
 };
 
 typedef struct serve_cfg {
@@ -75,6 +83,16 @@ static void serve_usage(FILE *f)
 		"  --peer-credentials F   keys to sign requests to peers (access_key = / secret_key =);\n"
 		"                         default SEGLAKE_PEER_ACCESS_KEY/_SECRET_KEY, else the root key\n"
 		"  --repl-trim            trim the oplog to what every pulling peer acknowledged\n"
+		"  --tls-cert FILE        serve S3 over HTTPS with this PEM certificate chain\n"
+		"  --tls-key FILE         and this PEM private key (both re-read on SIGHUP)\n"
+		"  --trusted-proxies CIDRS  take the client address from X-Forwarded-For behind these\n"
+		"  --metrics-open-cidr CIDRS  serve /metrics without authentication to these addresses\n"
+		"  --auth-fail-burst N    failed authentications allowed at once per IP/key (default 20)\n"
+		"  --auth-fail-per-min N  ... then N per minute; more get 503 SlowDown (default 30)\n"
+		"  --max-inflight-per-key N  concurrent requests per access key (default 256)\n"
+		"  --replay-cache N       refuse a header signature seen again (N entries; default off)\n"
+		"  --peer-ca FILE         PEM CA bundle that https:// peers' certificates must chain to\n"
+		"                         (default: the system store; verification cannot be turned off)\n"
 		"Every setting can also come from the environment: SEGLAKE_LISTEN, SEGLAKE_DATA, ...\n"
 		"Precedence: flags, then environment, then config file.\n");
 }
@@ -277,6 +295,7 @@ static int serve_repl_new(serve_cfg *cfg, core *c, const char *ak, const char *s
 	ro.creds.access_key = pak ? pak : ak;
 	ro.creds.secret_key = psk ? psk : sk;
 	ro.creds.region = cfg->val[SV_REGION];
+	ro.creds.ca_file = cfg->val[SV_PEER_CA];
 	int rc = repl_new(c, &ro, out, &err);
 	if (rc != 0)
 		fprintf(stderr, "seglake serve: %s\n", err.msg);
@@ -286,6 +305,61 @@ static int serve_repl_new(serve_cfg *cfg, core *c, const char *ak, const char *s
 	free(psk);
 	free(copy);
 	return rc;
+}
+
+/* ---- keys, metrics, limits -------------------------------------------------- */
+
+/* Opens the key store (the root key joins it), the metrics registry and the
+ * abuse limits from the settings. */
+static int serve_ops_new(serve_cfg *cfg, const char *data, const char *ak, const char *sk,
+			 keys **ks, ops_metrics **met, ops_limits **lim)
+{
+	sl_err err = { 0 };
+	int changed = 0;
+	if (keys_open(data, ks, &err) != 0 || keys_ensure_root(*ks, ak, sk, &changed, &err) != 0) {
+		fprintf(stderr, "seglake serve: key store: %s\n", err.msg);
+		return -1;
+	}
+	if (changed)
+		printf("seglake: root key %s recorded in the key table (secret sealed with the master key, %s)\n",
+		       ak, keys_master_source(*ks));
+	ops_limits_opts lo = { 0 };
+	struct {
+		int idx;
+		unsigned *un;
+		size_t *sz;
+	} nums[] = {
+		{ SV_AUTH_FAIL_BURST, &lo.fail_burst, NULL },
+		{ SV_AUTH_FAIL_PER_MIN, &lo.fail_per_min, NULL },
+		{ SV_MAX_INFLIGHT_PER_KEY, &lo.inflight_per_key, NULL },
+		{ SV_REPLAY_CACHE, NULL, &lo.replay_entries },
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		const char *v = cfg->val[nums[i].idx];
+		uint64_t n;
+		if (!v)
+			continue;
+		if (serve_parse_size(v, &n) != 0 || n > 100000000) {
+			fprintf(stderr, "seglake serve: bad value for --%s: '%s'\n",
+				sv_names[nums[i].idx], v);
+			return -1;
+		}
+		if (nums[i].un)
+			*nums[i].un = (unsigned)n;
+		else
+			*nums[i].sz = (size_t)n;
+	}
+	lo.trusted_proxies = cfg->val[SV_TRUSTED_PROXIES];
+	if (ops_limits_new(&lo, lim, &err) != 0) {
+		fprintf(stderr, "seglake serve: --trusted-proxies: %s\n", err.msg);
+		return -1;
+	}
+	*met = ops_metrics_new();
+	if (!*met) {
+		fprintf(stderr, "seglake serve: out of memory\n");
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- main loop ------------------------------------------------------------ */
@@ -299,6 +373,10 @@ int cli_serve(int argc, char **argv)
 	fs_mount *mnt = NULL;
 	repl *rp = NULL;
 	char *ak = NULL, *sk = NULL;
+	keys *ks = NULL;
+	ops_metrics *met = NULL;
+	ops_limits *lim = NULL;
+	ops_admin *adm = NULL;
 
 	static const struct option longopts[] = {
 		{ "data", required_argument, NULL, 1000 + SV_DATA },
@@ -321,6 +399,15 @@ int cli_serve(int argc, char **argv)
 		{ "peer", required_argument, NULL, 1000 + SV_PEER },
 		{ "peer-credentials", required_argument, NULL, 1000 + SV_PEER_CREDENTIALS },
 		{ "repl-trim", no_argument, NULL, 1000 + SV_REPL_TRIM },
+		{ "tls-cert", required_argument, NULL, 1000 + SV_TLS_CERT },
+		{ "tls-key", required_argument, NULL, 1000 + SV_TLS_KEY },
+		{ "peer-ca", required_argument, NULL, 1000 + SV_PEER_CA },
+		{ "trusted-proxies", required_argument, NULL, 1000 + SV_TRUSTED_PROXIES },
+		{ "metrics-open-cidr", required_argument, NULL, 1000 + SV_METRICS_OPEN_CIDR },
+		{ "auth-fail-burst", required_argument, NULL, 1000 + SV_AUTH_FAIL_BURST },
+		{ "auth-fail-per-min", required_argument, NULL, 1000 + SV_AUTH_FAIL_PER_MIN },
+		{ "max-inflight-per-key", required_argument, NULL, 1000 + SV_MAX_INFLIGHT_PER_KEY },
+		{ "replay-cache", required_argument, NULL, 1000 + SV_REPLAY_CACHE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -375,6 +462,13 @@ int cli_serve(int argc, char **argv)
 	so.region = cfg.val[SV_REGION];
 	so.domains = cfg.val[SV_DOMAIN];
 	so.quiet = serve_truthy(cfg.val[SV_QUIET]);
+	so.tls_cert = cfg.val[SV_TLS_CERT];
+	so.tls_key = cfg.val[SV_TLS_KEY];
+	if (!so.tls_cert != !so.tls_key) {
+		fprintf(stderr, "seglake serve: --tls-cert and --tls-key go together\n");
+		rc = 2;
+		goto out;
+	}
 	struct {
 		int idx;
 		uint64_t *u64;
@@ -466,6 +560,14 @@ int cli_serve(int argc, char **argv)
 	}
 	so.access_key = ak;
 	so.secret_key = sk;
+	/* Keys, policies, metrics and limits (auth/keys.h, ops/). The root key
+	 * joins the key table; DATA/credentials (or the flags) stay valid. */
+	if (serve_ops_new(&cfg, data, ak, sk, &ks, &met, &lim) != 0)
+		goto out;
+	so.keys = ks;
+	so.metrics = met;
+	so.limits = lim;
+	so.metrics_open_cidr = cfg.val[SV_METRICS_OPEN_CIDR];
 	if (serve_repl_new(&cfg, c, ak, sk, &rp) != 0)
 		goto out;
 	so.repl_route = repl_route;
@@ -490,6 +592,11 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "seglake serve: %s\n", err.msg);
 		goto out;
 	}
+	ops_env oenv = { .c = c, .k = ks, .metrics = met };
+	if (ops_admin_start(&oenv, &adm, &err) != 0) {
+		fprintf(stderr, "seglake serve: %s\n", err.msg);
+		goto out;
+	}
 
 	const char *listen = so.listen ? so.listen : "127.0.0.1:9000";
 	char host[256];
@@ -503,7 +610,8 @@ int cli_serve(int argc, char **argv)
 		snprintf(host, sizeof(host), "%s", strcmp(host, "[::]") == 0 || strcmp(host, "::") == 0 ?
 							   "[::1]" : host);
 	char endpoint[320];
-	snprintf(endpoint, sizeof(endpoint), "http://%s:%u", host, s3d_port(srv));
+	snprintf(endpoint, sizeof(endpoint), "%s://%s:%u", so.tls_cert ? "https" : "http", host,
+		 s3d_port(srv));
 	printf("seglake: serving S3 on %s (region %s, data %s)\n", endpoint,
 	       so.region ? so.region : "us-east-1", data);
 	if (generated)
@@ -527,6 +635,14 @@ int cli_serve(int argc, char **argv)
 		sig = sigtimedwait(&sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
+		if (sig == SIGHUP && so.tls_cert) {
+			if (s3d_tls_reload_files(srv, &err) == 0)
+				fprintf(stderr, "seglake: SIGHUP: TLS certificate reloaded from %s\n",
+					so.tls_cert);
+			else
+				fprintf(stderr, "seglake: SIGHUP: TLS reload failed, keeping the current certificate: %s\n",
+					err.msg);
+		}
 		core_tick(c);
 		repl_tick(rp);
 		if (mnt && !mount_gone && fs_mount_done(mnt)) {
@@ -537,6 +653,8 @@ int cli_serve(int argc, char **argv)
 	fprintf(stderr, "seglake: %s received, shutting down (waiting up to %llus for %d request(s))\n",
 		sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)grace_sec,
 		s3d_inflight(srv));
+	ops_admin_stop(adm); /* running admin commands stop at a safe point */
+	adm = NULL;
 	repl_stop(rp);
 	s3d_stop(srv, (unsigned)grace_sec * 1000);
 	repl_free(rp);
@@ -545,16 +663,22 @@ int cli_serve(int argc, char **argv)
 	if (mnt)
 		fs_mount_stop(mnt);
 	mnt = NULL;
+	keys_close(ks);
+	ks = NULL;
 	core_close(c);
 	c = NULL;
 	fprintf(stderr, "seglake: stopped\n");
 	rc = 0;
 out:
+	ops_admin_stop(adm);
 	repl_stop(rp);
 	s3d_stop(srv, 0);
 	repl_free(rp);
 	if (mnt)
 		fs_mount_stop(mnt);
+	keys_close(ks);
+	ops_limits_free(lim);
+	ops_metrics_free(met);
 	core_close(c);
 	if (sk)
 		memset(sk, 0, strlen(sk));

@@ -63,6 +63,12 @@ static const char *migrations[] = {
 	"CREATE INDEX versions_state ON versions(state) WHERE state=1;",
 	/* 3: chunks found damaged by scrub */
 	"CREATE TABLE damaged(hash BLOB PRIMARY KEY, found_ms INTEGER NOT NULL) WITHOUT ROWID;",
+	/* 4: access keys (auth/keys.c): secrets sealed with the master key
+	 * (AES-256-GCM, nonce || ciphertext || tag), identity policy as JSON */
+	"CREATE TABLE keys(id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '',"
+	"  secret BLOB NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,"
+	"  root INTEGER NOT NULL DEFAULT 0, policy TEXT, created_ms INTEGER NOT NULL,"
+	"  updated_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 static int conn_open(meta_conn *c, const char *path, int flags, sl_err *err)

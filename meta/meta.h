@@ -4,7 +4,7 @@
  * pool of reader connections, each with a cache of prepared statements.
  *
  * The schema (tables buckets, bucket_config, versions, current, chunks,
- * oplog, uploads, parts, state, peers, repl_origin, damaged) is defined here and only here; core/ issues
+ * oplog, uploads, parts, state, peers, repl_origin, damaged, keys) is defined here and only here; core/ issues
  * the queries through meta_stmt(). SQLITE_BUSY never reaches a caller: the
  * writer is unique in the process (the data dir lock keeps other processes
  * out) and readers wait through a busy timeout.
@@ -17,7 +17,7 @@
 
 #include "common/err.h"
 
-#define META_SCHEMA_VERSION 3
+#define META_SCHEMA_VERSION 4
 
 typedef struct meta meta;
 typedef struct meta_conn meta_conn;

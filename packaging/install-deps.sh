@@ -8,7 +8,7 @@ PKGS=(
   build-essential meson ninja-build pkg-config clang
   libclang-rt-14-dev   # libFuzzer + sanitizer runtimes for clang-14 (tests/fuzz)
   libfuse3-dev libsqlite3-dev libssl-dev libmicrohttpd-dev libjansson-dev
-  libexpat1-dev libcurl4-openssl-dev
+  libexpat1-dev libcurl4-openssl-dev libgnutls28-dev   # gnutls: native TLS reload (s3d/tls.c)
   # run
   fuse3 sqlite3
   # test

@@ -112,8 +112,10 @@ int repl_client_init(repl_client *cl, const char *url, const repl_creds *cr, sl_
 	cl->ak = strdup(cr->access_key);
 	cl->sk = strdup(cr->secret_key);
 	cl->region = strdup(cr->region && *cr->region ? cr->region : "us-east-1");
+	cl->ca_file = cr->ca_file && *cr->ca_file ? strdup(cr->ca_file) : NULL;
 	cl->h = curl_easy_init();
-	if (!cl->ak || !cl->sk || !cl->region || !cl->h) {
+	if (!cl->ak || !cl->sk || !cl->region || !cl->h ||
+	    (cr->ca_file && *cr->ca_file && !cl->ca_file)) {
 		repl_client_clear(cl);
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	}
@@ -129,6 +131,7 @@ void repl_client_clear(repl_client *cl)
 	free(cl->ak);
 	free(cl->sk);
 	free(cl->region);
+	free(cl->ca_file);
 	memset(cl, 0, sizeof(*cl));
 }
 
@@ -248,6 +251,10 @@ int repl_http(repl_client *cl, const char *method, const char *path, const char 
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, repl_on_progress);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cl->errbuf);
+	/* https peers: libcurl verifies the chain and the host name (its
+	 * default, never turned off); --peer-ca names a private CA. */
+	if (cl->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, cl->ca_file);
 	/* A cut link is noticed within seconds (keepalive probes), a stalled
 	 * peer after REPL_STALL_SEC without a byte (longer than a long poll). */
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -26,6 +26,8 @@ typedef struct repl_creds {
 	const char *access_key;
 	const char *secret_key;
 	const char *region; /* NULL = "us-east-1" */
+	const char *ca_file; /* PEM CA bundle to verify https:// peers (--peer-ca);
+			      * NULL = the system store. Verification is always on. */
 } repl_creds;
 
 /* Loads peer credentials: from file (`access_key = ...` / `secret_key = ...`

@@ -42,6 +42,7 @@ typedef struct repl_client {
 	char base[512];        /* "http://host:port", no trailing slash */
 	char host[256];        /* Host header value (signed) */
 	char *ak, *sk, *region;
+	char *ca_file;         /* CURLOPT_CAINFO for https peers, NULL = system store */
 	const volatile int *stop; /* set: transfers abort (service shutdown) */
 	repl_counters *cnt;    /* wire byte counters, may be NULL */
 	char errbuf[CURL_ERROR_SIZE];
@@ -116,6 +117,7 @@ struct repl {
 	core *core;
 	repl_opts o;
 	char *ak, *sk, *region;
+	char *ca_file;          /* --peer-ca, NULL = system store */
 	FILE *log;
 	volatile int stopping;
 	pthread_mutex_t lock;  /* protects everything below and workers' status */

@@ -15,10 +15,13 @@
 
 /* Who may replicate. Until access control lands: the root key only. This is
  * the one place a ReplicationRead / ReplicationWrite permission plugs in. */
+/* s3d has already checked the key's seglake:ReplicationRead (GET) or
+ * seglake:ReplicationWrite (push) permission (s3d/access.c); anonymous
+ * requests never replicate, whatever a policy says. */
 static int repl_srv_allowed(const s3d_req *r, int write)
 {
 	(void)write;
-	return strcmp(r->auth.access_key, r->srv->access_key) == 0;
+	return !r->anonymous && r->auth.access_key[0] != '\0';
 }
 
 static void repl_srv_json(s3d_req *r, unsigned status, json_t *j)

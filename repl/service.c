@@ -212,7 +212,7 @@ static void *repl_worker_main(void *arg)
 	repl *rp = w->rp;
 	repl_client cl;
 	sl_err err = { 0 };
-	repl_creds cr = { rp->ak, rp->sk, rp->region };
+	repl_creds cr = { rp->ak, rp->sk, rp->region, rp->ca_file };
 	if (repl_client_init(&cl, w->url, &cr, &err) < 0) {
 		repl_worker_fail(w, &err);
 		return NULL;
@@ -290,6 +290,10 @@ int repl_new(core *c, const repl_opts *o, repl **out, sl_err *err)
 	if (o->creds.secret_key)
 		rp->sk = strdup(o->creds.secret_key);
 	rp->region = strdup(o->creds.region && *o->creds.region ? o->creds.region : "us-east-1");
+	if (o->creds.ca_file && *o->creds.ca_file && !(rp->ca_file = strdup(o->creds.ca_file))) {
+		repl_free(rp);
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	}
 	rp->o.peers = NULL;
 	if (o->npeers) {
 		rp->workers = calloc(o->npeers, sizeof(*rp->workers));
@@ -302,7 +306,7 @@ int repl_new(core *c, const repl_opts *o, repl **out, sl_err *err)
 			rp->workers[i].rp = rp;
 			rp->workers[i].url = strdup(o->peers[i]);
 			repl_client probe;
-			repl_creds cr = { rp->ak, rp->sk, rp->region };
+			repl_creds cr = { rp->ak, rp->sk, rp->region, rp->ca_file };
 			int rc = repl_client_init(&probe, o->peers[i], &cr, err);
 			repl_client_clear(&probe);
 			if (rc < 0 || !rp->workers[i].url) {
@@ -360,6 +364,7 @@ void repl_free(repl *rp)
 		free(rp->sk);
 	}
 	free(rp->region);
+	free(rp->ca_file);
 	pthread_cond_destroy(&rp->cond);
 	pthread_mutex_destroy(&rp->lock);
 	free(rp);

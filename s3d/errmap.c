@@ -157,6 +157,8 @@ void s3d_error_sl(s3d_req *r, int code, const sl_err *err)
 	/* Internal details stay in the log; clients get the generic message. */
 	if (err && err->msg[0] && status < 500)
 		msg = err->msg;
+	if (code == SL_EMAINT) /* say why, so operators and clients can tell */
+		msg = "The server is in maintenance mode: writes are refused, reads continue.";
 	if (err && err->msg[0] && status >= 500)
 		fprintf(r->srv->o.log, "s3d: %s internal: %s (%s)\n", r->id, err->msg,
 			sl_code_name(code));

@@ -87,6 +87,8 @@ static void s3d_route_bucket(s3d_req *r)
 			s3d_op_list_uploads(r);
 		else if (s3d_arg_has(r, "acl"))
 			s3d_op_get_acl(r);
+		else if (s3d_arg_has(r, "policy"))
+			s3d_op_get_policy(r); /* access.c */
 		else if (s3d_route_unsupported(r))
 			;
 		else if (s3d_arg_has(r, "logging")) {
@@ -110,6 +112,8 @@ static void s3d_route_bucket(s3d_req *r)
 			s3d_op_put_cors(r);
 		else if (s3d_arg_has(r, "acl"))
 			s3d_error(r, "NotImplemented", 501, "ACLs are not supported; buckets are private.");
+		else if (s3d_arg_has(r, "policy"))
+			s3d_op_put_policy(r);
 		else if (s3d_route_unsupported(r))
 			;
 		else
@@ -119,6 +123,8 @@ static void s3d_route_bucket(s3d_req *r)
 	} else if (strcmp(m, "DELETE") == 0) {
 		if (s3d_arg_has(r, "cors"))
 			s3d_op_delete_cors(r);
+		else if (s3d_arg_has(r, "policy"))
+			s3d_op_delete_policy(r);
 		else if (s3d_route_unsupported(r))
 			;
 		else
@@ -183,6 +189,8 @@ static void s3d_route_object(s3d_req *r)
 
 void s3d_route(s3d_req *r)
 {
+	if (s3d_access_route(r)) /* /metrics, /v1/meta/stats (access.c) */
+		return;
 	if (r->srv->o.repl_route && strncmp(r->raw_path, "/v1/repl/", 9) == 0 && r->bucket &&
 	    strcmp(r->bucket, "v1") == 0 && r->key && strncmp(r->key, "repl/", 5) == 0) {
 		r->srv->o.repl_route(r->srv->o.repl_ctx, r); /* replication (repl/) */

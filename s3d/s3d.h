@@ -33,17 +33,29 @@ typedef struct s3d_opts {
 	unsigned idle_timeout_sec;  /* 0 = 60: a connection silent this long is closed */
 	unsigned max_connections;   /* 0 = 256 */
 	int quiet;                  /* no per-request log lines */
+	const char *tls_cert;       /* PEM certificate chain: serve HTTPS (with tls_key); NULL = HTTP */
+	const char *tls_key;        /* PEM private key */
 	FILE *log;                  /* NULL = stderr */
 	/* /v1/repl/... (replication, repl/repl.h repl_route): called once SigV4
 	 * verified; NULL = those paths answer 404. */
 	void (*repl_route)(void *ctx, struct s3d_req *r);
 	void *repl_ctx;
+	/* Access control and operations (s3d/access.c). NULL: only the root key
+	 * above, allowed everything; no metrics, no limits. */
+	struct keys *keys;              /* key store (auth/keys.h): secrets, identity policies */
+	struct ops_metrics *metrics;    /* request metrics (ops/metrics.h), /metrics, /v1/meta/stats */
+	struct ops_limits *limits;      /* failed-auth rate limits, in-flight caps (ops/limits.h) */
+	const char *metrics_open_cidr;  /* /metrics without authentication from these CIDRs */
 } s3d_opts;
 
 typedef struct s3d s3d;
 
 /* Binds and starts serving. The core must outlive the daemon. */
 int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err);
+/* Re-reads tls_cert/tls_key for new handshakes (the listener and open
+ * connections stay). On failure the current pair stays in use and err says
+ * why. SL_EINVAL if the daemon does not serve TLS. */
+int s3d_tls_reload_files(s3d *s, sl_err *err);
 /* The bound TCP port (useful with port 0). */
 unsigned s3d_port(const s3d *s);
 /* Requests being handled right now (not idle keep-alive connections). */

@@ -40,6 +40,8 @@ struct s3d {
 	s3d_opts o;             /* strings below are owned copies */
 	char *listen, *region, *access_key, *secret_key, *domains;
 	struct MHD_Daemon *mhd;
+	struct ops_cidrs *metrics_open; /* /metrics open to these addresses (access.c) */
+	struct s3d_tls *tls;    /* native TLS (tls.c), NULL = plain HTTP */
 	unsigned port;
 	char owner_id[65];      /* canonical user id shown in listings */
 	uint32_t boot;          /* random per start, prefix of request ids */
@@ -48,6 +50,21 @@ struct s3d {
 	int inflight;
 	uint64_t seq;
 };
+
+/* 1 if s is NULL or valid UTF-8 (util.c). */
+int s3d_utf8_valid(const char *s);
+
+/* ---- native TLS (tls.c) --------------------------------------------------- */
+
+typedef struct s3d_tls s3d_tls;
+/* Loads the PEM certificate chain and key (checked to match). */
+int s3d_tls_new(const char *cert_path, const char *key_path, s3d_tls **out, sl_err *err);
+/* Re-reads both files; on failure the current pair stays in use. */
+int s3d_tls_reload(s3d_tls *t, sl_err *err);
+void s3d_tls_free(s3d_tls *t);
+/* The gnutls_certificate_retrieve_function2 for MHD_OPTION_HTTPS_CERT_CALLBACK;
+ * it finds the s3d through the connection's socket context. */
+void *s3d_tls_callback(void);
 
 /* ---- growable text buffer (XML responses, small request bodies) ---------- */
 
@@ -166,6 +183,16 @@ struct s3d_req {
 	char *xh_name[6], *xh_value[6];
 	int nxh;
 
+	/* access control and operations (access.c) */
+	char op[40];          /* operation name, for metrics and the access log */
+	const char *action;   /* policy action ("s3:GetObject") */
+	char client_ip[64];   /* peer, or X-Forwarded-For behind a trusted proxy */
+	int anonymous;        /* no credentials: only bucket policies can allow */
+	int key_root;         /* the authenticated key is a root key */
+	char *key_policy;     /* its identity policy (JSON), NULL if none */
+	int key_entered;      /* counted in the per-key in-flight cap */
+	int metered;          /* counted in the in-flight gauge */
+
 	/* operation scratch */
 	char *meta;          /* JSON metadata for the object being written */
 	char *cond_match, *cond_none;
@@ -223,6 +250,23 @@ void s3d_body_free(s3d_req *r);
 /* Name/value of the checksum that was verified for the body (header or
  * trailer); 0 if none. */
 int s3d_body_checksum(s3d_req *r, const char **name, char value[CHECKSUM_B64_MAX]);
+
+/* ---- access control and operations (access.c) ------------------------------ */
+
+/* sigv4_lookup_fn over the key store; ctx is the s3d_req. */
+int s3d_access_lookup(void *ctx, const char *access_key_id, char *secret, size_t cap);
+/* Before verification: the client address, in-flight gauge. */
+void s3d_access_begin(s3d_req *r);
+/* After sigv4_verify returned st: limits, anonymous access, the policy
+ * decision. 0 to go on routing; -1 if an answer was given. */
+int s3d_access_auth(s3d_req *r, int st);
+/* /metrics and /v1/meta/stats: 1 if answered. */
+int s3d_access_route(s3d_req *r);
+/* End of a request: metrics, access log line (termination "" if normal). */
+void s3d_access_done(s3d_req *r, const char *termination, int64_t us);
+void s3d_op_get_policy(s3d_req *r);
+void s3d_op_put_policy(s3d_req *r);
+void s3d_op_delete_policy(s3d_req *r);
 
 /* ---- operations ----------------------------------------------------------- */
 

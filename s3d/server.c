@@ -21,6 +21,7 @@
 
 #include <openssl/rand.h>
 
+#include "ops/limits.h"
 #include "s3d/s3d_int.h"
 
 /* ---- small request accessors --------------------------------------------- */
@@ -283,18 +284,16 @@ static int s3d_parse_target(s3d_req *r)
 		s3d_error(r, "KeyTooLongError", 400, NULL);
 		return -1;
 	}
+	/* Names are UTF-8 (the core journals them as JSON); refuse others
+	 * before any body byte, and do not echo them into the XML error. */
+	if (!s3d_utf8_valid(r->bucket) || !s3d_utf8_valid(r->key)) {
+		free(r->bucket);
+		free(r->key);
+		r->bucket = r->key = NULL;
+		s3d_error(r, "InvalidURI", 400, "Bucket names and keys must be valid UTF-8.");
+		return -1;
+	}
 	return 0;
-}
-
-static int s3d_lookup(void *ctx, const char *access_key_id, char *secret, size_t cap)
-{
-	s3d *s = ctx;
-	if (strcmp(access_key_id, s->access_key) != 0)
-		return SIGV4_KEY_NOT_FOUND;
-	if (strlen(s->secret_key) + 1 > cap)
-		return SIGV4_KEY_ERROR;
-	strcpy(secret, s->secret_key);
-	return SIGV4_KEY_FOUND;
 }
 
 /* Paths that are not S3: replication (/v1/...) and /metrics. Their owners
@@ -314,6 +313,8 @@ static int s3d_route_reserved(s3d_req *r)
 		return 0;
 	if (r->srv->o.repl_route && strncmp(r->raw_path, "/v1/repl/", 9) == 0)
 		return 0; /* authenticated below, then routed to repl/ (router.c) */
+	if (strcmp(r->raw_path, "/metrics") == 0 || strcmp(r->raw_path, "/v1/meta/stats") == 0)
+		return 0; /* authorised below, answered by access.c */
 	s3d_error(r, "NoSuchResource", 404, "This endpoint is reserved and not enabled.");
 	return 1;
 }
@@ -328,6 +329,7 @@ static void s3d_req_begin(s3d_req *r, const char *method)
 		s3d_error(r, "InternalError", 500, NULL);
 		return;
 	}
+	s3d_access_begin(r);
 	/* The target: path and query, both still encoded. */
 	const char *uri = r->uri ? r->uri : "/";
 	if (strlen(uri) > r->srv->o.max_url_bytes) {
@@ -375,8 +377,8 @@ static void s3d_req_begin(s3d_req *r, const char *method)
 	}
 
 	sigv4_config cfg = {
-		.lookup = s3d_lookup,
-		.lookup_ctx = r->srv,
+		.lookup = s3d_access_lookup,
+		.lookup_ctx = r,
 		.region = r->srv->region,
 		.max_skew_sec = 900,
 	};
@@ -389,15 +391,8 @@ static void s3d_req_begin(s3d_req *r, const char *method)
 		.now = time(NULL),
 	};
 	int st = sigv4_verify(&cfg, &sr, &r->auth);
-	if (st == SIGV4_ANONYMOUS) {
-		s3d_error(r, "AccessDenied", 403, "Anonymous access is not allowed.");
+	if (s3d_access_auth(r, st) != 0) /* limits, anonymous access, policies */
 		return;
-	}
-	if (st != SIGV4_OK) {
-		s3d_error(r, sigv4_status_code(st), (unsigned)sigv4_status_http(st),
-			  r->auth.message[0] ? r->auth.message : sigv4_status_message(st));
-		return;
-	}
 	s3d_route(r);
 }
 
@@ -526,21 +521,15 @@ static void s3d_on_completed(void *cls, struct MHD_Connection *conn, void **con_
 	*con_cls = NULL;
 	if (!r)
 		return;
-	if (!s->o.quiet) {
-		char ts[40];
-		s3d_iso_date(s3d_now_ms(), ts);
+	{
+		/* One JSON access log line (unless quiet) and the request metrics. */
 		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
-				  toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " client-abort" :
-				  toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " timeout" :
-				  toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " shutdown" :
-				  toe == MHD_REQUEST_TERMINATED_READ_ERROR ? " read-error" :
-									     " error";
-		int64_t us = s3d_mono_us() - r->t0_us;
-		fprintf(s->o.log, "%s %s %s %.300s %d %s in=%llu out=%llu %lld.%03lldms%s\n", ts,
-			r->id, r->method ? r->method : "-", r->raw_path ? r->raw_path : r->uri,
-			r->status, r->errcode[0] ? r->errcode : "-",
-			(unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-			(long long)(us / 1000), (long long)(us % 1000), how);
+				  toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client-abort" :
+				  toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout" :
+				  toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown" :
+				  toe == MHD_REQUEST_TERMINATED_READ_ERROR ? "read-error" :
+									     "error";
+		s3d_access_done(r, how, s3d_mono_us() - r->t0_us);
 	}
 	int counted = r->counted;
 	s3d_req_free(r);
@@ -566,6 +555,22 @@ static size_t s3d_unescape_none(void *cls, struct MHD_Connection *c, char *s)
 	(void)cls;
 	(void)c;
 	return strlen(s);
+}
+
+/* Every connection's socket context is the s3d (tls.c finds it there). */
+static void s3d_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		*socket_context = cls;
+}
+
+int s3d_tls_reload_files(s3d *s, sl_err *err)
+{
+	if (!s->tls)
+		return sl_err_set(err, SL_EINVAL, "the S3 listener does not serve TLS");
+	return s3d_tls_reload(s->tls, err);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -663,6 +668,12 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 	snprintf(s->owner_id, sizeof(s->owner_id), "%s%s%s%s", core_node_id(c), core_node_id(c),
 		 core_node_id(c), core_node_id(c));
 
+	if (o->metrics_open_cidr && *o->metrics_open_cidr &&
+	    ops_cidrs_parse(o->metrics_open_cidr, &s->metrics_open, err) != 0) {
+		s3d_stop(s, 0);
+		return SL_EINVAL;
+	}
+	s->o.metrics_open_cidr = NULL; /* parsed into s->metrics_open */
 	struct sockaddr_storage ss;
 	socklen_t sl = 0;
 	int rc = s3d_parse_listen(s->listen, &ss, &sl, err);
@@ -672,6 +683,14 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (o->tls_cert || o->tls_key) {
+		rc = s3d_tls_new(o->tls_cert, o->tls_key, &s->tls, err);
+		if (rc != 0) {
+			s3d_stop(s, 0);
+			return rc;
+		}
+		flags |= MHD_USE_TLS;
+	}
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
@@ -689,6 +708,9 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 		(unsigned int)s->o.idle_timeout_sec, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)s->o.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+		MHD_OPTION_NOTIFY_CONNECTION, s3d_on_connection, s,
+		/* last: without TLS the list ends here */
+		s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, s3d_tls_callback(),
 		MHD_OPTION_END);
 	if (!s->mhd) {
 		int e = errno;
@@ -752,5 +774,7 @@ void s3d_stop(s3d *s, unsigned grace_ms)
 	free(s->access_key);
 	free(s->secret_key);
 	free(s->domains);
+	s3d_tls_free(s->tls);
+	ops_cidrs_free(s->metrics_open);
 	free(s);
 }

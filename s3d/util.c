@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "s3d/s3d_int.h"
 
 static int hexval(int c)
@@ -178,4 +180,15 @@ int s3d_parse_u64(const char *s, uint64_t *out)
 	}
 	*out = v;
 	return 0;
+}
+
+int s3d_utf8_valid(const char *s)
+{
+	if (!s)
+		return 1;
+	json_t *j = json_string(s); /* jansson refuses invalid UTF-8 */
+	if (!j)
+		return 0;
+	json_decref(j);
+	return 1;
 }

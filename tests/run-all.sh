@@ -5,6 +5,7 @@
 #
 #   bash tests/run-all.sh            everything
 #   SEGLAKE_SKIP_ASAN=1 ...          skip the sanitizer build (faster local runs)
+#   SEGLAKE_SKIP_FUZZ=1 ...          skip the short libFuzzer run (tests/fuzz/run.sh)
 #   PYTEST_ARGS="-k s3" ...          pass arguments to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,11 @@ if [ -z "${SEGLAKE_SKIP_ASAN:-}" ]; then
   meson compile -C build-asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs
+fi
+
+if [ -z "${SEGLAKE_SKIP_FUZZ:-}" ]; then
+  echo "== fuzz targets (libFuzzer, clang, 30 s each; see tests/fuzz/README.md)"
+  SEGLAKE_FUZZ_JOBS=2 bash tests/fuzz/run.sh 30
 fi
 
 echo "== integration tests (pytest)"

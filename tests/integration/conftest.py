@@ -200,6 +200,7 @@ class Server:
         try:
             target = path + ("?" + query if query else "")
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            headers = strip_private(headers)  # signing material is not sent
             has_host = any(k.lower() == "host" for k in headers)
             if not has_host:
                 conn.putheader("Host", "%s:%d" % (self.host, self.port))
