@@ -135,3 +135,35 @@ def test_serve_rejects_bad_peer_url(tmp_path):
                         "--peer", "ftp://nowhere"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=30)
     assert r.returncode != 0 and "http://" in r.stderr, r.stderr
+
+
+def _key(srv, *args):
+    """Creates a key through the running daemon's admin socket; returns (id, secret)."""
+    r = subprocess.run([seglake_bin(), "key", "create"] + list(args) + ["--data", srv.data_dir],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    val = {l.split(":", 1)[0]: l.split(":", 1)[1].strip() for l in r.stdout.splitlines()
+           if ":" in l}
+    return val["access key"], val["secret key"]
+
+
+def test_replication_key_replicates_and_data_key_does_not(srv, tmp_path):
+    s3 = srv.client()
+    s3.create_bucket(Bucket="scoped")
+    s3.put_object(Bucket="scoped", Key="k", Body=b"replicate me")
+    rk, rs = _key(srv, "--name", "peer-b", "--access", "replication")
+    dk, ds = _key(srv, "--name", "app", "--access", "readwrite", "--bucket", "scoped")
+    # the replication key replicates (and nothing else: test_auth_policies)
+    local = str(tmp_path / "replica")
+    run("repl", "bootstrap", "--peer", srv.endpoint, "--data", local,
+        env={"SEGLAKE_PEER_ACCESS_KEY": rk, "SEGLAKE_PEER_SECRET_KEY": rs})
+    r = run("get", "scoped/k", "-", "--data", local)
+    assert r.stdout == "replicate me"
+    st, _, _ = srv.request("GET", "/v1/repl/oplog", access_key=rk, secret_key=rs)
+    assert st == 200
+    # a data key may not read the oplog (which would reveal every bucket)
+    st, _, body = srv.request("GET", "/v1/repl/oplog", access_key=dk, secret_key=ds)
+    assert st == 403, body
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", local, check=False,
+            env={"SEGLAKE_PEER_ACCESS_KEY": dk, "SEGLAKE_PEER_SECRET_KEY": ds})
+    assert r.returncode != 0 and "AccessDenied" in (r.stdout + r.stderr), r.stdout + r.stderr
