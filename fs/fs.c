@@ -84,6 +84,7 @@ int fs_mount_start(core *c, const fs_opts *o, fs_mount **out, sl_err *err)
 	m->uid = getuid();
 	m->gid = getgid();
 	pthread_mutex_init(&m->slock, NULL);
+	pthread_mutex_init(&m->fhlock, NULL);
 	pthread_mutex_init(&m->dlock, NULL);
 	pthread_cond_init(&m->dcond, NULL);
 	snprintf(m->node, sizeof(m->node), "%s", core_node_id(c));
@@ -297,6 +298,14 @@ void fs_mount_stop(fs_mount *m)
 	fs_inode_each_data(m, fs_flushOne, NULL);
 	fuse_session_unmount(m->se);
 	fuse_session_destroy(m->se);
+	/* handles the kernel never released (the session ended first): their
+	 * data was committed above; only the handles remain */
+	while (m->fhs) {
+		fs_fh *fh = m->fhs;
+		m->fhs = fh->next;
+		free(fh);
+	}
+	pthread_mutex_destroy(&m->fhlock);
 	fs_inode_table_free(m);
 	fs_self_free(m);
 	pthread_mutex_destroy(&m->slock);

@@ -109,6 +109,8 @@ typedef struct fs_selfop {
 typedef struct fs_fh {
 	fs_inode *ino;
 	int flags;
+	struct fs_fh *prev, *next; /* open handles of the mount (freed at stop if the
+				    * session ends before the kernel releases them) */
 } fs_fh;
 
 struct fs_mount {
@@ -130,6 +132,9 @@ struct fs_mount {
 	size_t nmoved, capmoved;
 
 	_Atomic uint64_t dirty_bytes; /* dirty buffers across open files */
+
+	pthread_mutex_t fhlock; /* the list of open file handles */
+	struct fs_fh *fhs;
 
 	pthread_mutex_t slock; /* ring of keys this mount changed recently */
 	fs_selfop self[FS_SELF_RING];

@@ -1062,6 +1062,19 @@ static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 /* ---- files: create, open, read, write, close --------------------------------- */
 
+static void fs_fhFree(fs_ctx *m, fs_fh *fh)
+{
+	pthread_mutex_lock(&m->fhlock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		m->fhs = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	pthread_mutex_unlock(&m->fhlock);
+	free(fh);
+}
+
 static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_file_info *fi,
 			const struct stat *st_create)
 {
@@ -1108,6 +1121,13 @@ static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_fil
 	}
 	fh->ino = in;
 	fh->flags = fi->flags;
+	fh->prev = NULL;
+	pthread_mutex_lock(&m->fhlock);
+	fh->next = m->fhs;
+	if (m->fhs)
+		m->fhs->prev = fh;
+	m->fhs = fh;
+	pthread_mutex_unlock(&m->fhlock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;
 	int rep;
@@ -1124,7 +1144,7 @@ static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_fil
 	}
 	if (rep != 0) {
 		/* the kernel did not get the handle: undo */
-		free(fh);
+		fs_fhFree(m, fh);
 		fs_dataRelease(m, in);
 		if (st_create)
 			fs_inode_forget(m, in, 1);
@@ -1320,7 +1340,7 @@ static void fs_opRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	if (r < 0)
 		fprintf(stderr, "seglake mount: commit on close failed: %s\n", strerror(-r));
 	fs_dataRelease(m, in);
-	free(fh);
+	fs_fhFree(m, fh);
 	fuse_reply_err(req, 0);
 }
 

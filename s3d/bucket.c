@@ -224,10 +224,20 @@ static int s3d_vers_xml(void *ctx, int depth, const char *const *path, const cha
 	return 0;
 }
 
+int s3d_parse_versioning(const char *doc, size_t len, char status[32])
+{
+	vers_ctx c = { 0 };
+	status[0] = '\0';
+	if (!doc || s3d_xml_parse(doc, len, s3d_vers_xml, &c) != 0)
+		return -1;
+	memcpy(status, c.status, sizeof(c.status));
+	return 0;
+}
+
 static void s3d_put_versioning_finish(s3d_req *r)
 {
 	vers_ctx c = { 0 };
-	if (s3d_xml_parse(r->mem.p, r->mem.len, s3d_vers_xml, &c) != 0) {
+	if (s3d_parse_versioning(r->mem.p, r->mem.len, c.status) != 0) {
 		s3d_error(r, "MalformedXML", 400, NULL);
 		return;
 	}
@@ -332,10 +342,7 @@ void s3d_op_delete_cors(s3d_req *r)
 
 #define S3D_MAX_DELETE 1000
 
-typedef struct del_obj {
-	char *key;
-	char *version;
-} del_obj;
+typedef s3d_del_obj del_obj;
 
 typedef struct del_ctx {
 	del_obj *objs;
@@ -386,16 +393,43 @@ static int s3d_del_xml(void *ctx, int depth, const char *const *path, const char
 	return 0;
 }
 
-static void s3d_delete_objects_finish(s3d_req *r)
+int s3d_parse_delete(const char *doc, size_t len, s3d_del_list *out)
 {
 	del_ctx c = { 0 };
+	memset(out, 0, sizeof(*out));
 	c.objs = calloc(S3D_MAX_DELETE + 1, sizeof(*c.objs));
-	if (!c.objs) {
+	if (!c.objs)
+		return -2;
+	int bad = !doc || s3d_xml_parse(doc, len, s3d_del_xml, &c) != 0 || c.n == 0;
+	out->objs = c.objs;
+	/* a partly parsed Object may hold strings too: free up to it */
+	out->n = c.n;
+	out->quiet = c.quiet;
+	if (bad && c.n < S3D_MAX_DELETE + 1 && (c.objs[c.n].key || c.objs[c.n].version))
+		out->n = c.n + 1;
+	return bad ? -1 : 0;
+}
+
+void s3d_del_list_free(s3d_del_list *l)
+{
+	for (size_t i = 0; l->objs && i < l->n; i++) {
+		free(l->objs[i].key);
+		free(l->objs[i].version);
+	}
+	free(l->objs);
+	memset(l, 0, sizeof(*l));
+}
+
+static void s3d_delete_objects_finish(s3d_req *r)
+{
+	s3d_del_list c = { 0 };
+	int pr = s3d_parse_delete(r->mem.p, r->mem.len, &c);
+	if (pr == -2) {
+		s3d_del_list_free(&c);
 		s3d_error(r, "SlowDown", 503, "out of memory");
 		return;
 	}
-	int bad = !r->mem.p || s3d_xml_parse(r->mem.p, r->mem.len, s3d_del_xml, &c) != 0 ||
-		  c.n == 0;
+	int bad = pr < 0;
 	if (bad) {
 		s3d_error(r, "MalformedXML", 400, NULL);
 	} else {
@@ -441,11 +475,7 @@ static void s3d_delete_objects_finish(s3d_req *r)
 		s3d_buf_puts(&b, "</DeleteResult>");
 		s3d_respond_xml(r, 200, &b);
 	}
-	for (size_t i = 0; i <= c.n && i <= S3D_MAX_DELETE; i++) {
-		free(c.objs[i].key);
-		free(c.objs[i].version);
-	}
-	free(c.objs);
+	s3d_del_list_free(&c);
 }
 
 void s3d_op_delete_objects(s3d_req *r)

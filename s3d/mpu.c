@@ -229,17 +229,32 @@ static int s3d_complete_xml(void *ctx, int depth, const char *const *path, const
 	return 0;
 }
 
+int s3d_parse_complete(const char *doc, size_t len, core_part **parts, size_t *n)
+{
+	complete_ctx c = { 0 };
+	*parts = NULL;
+	*n = 0;
+	c.parts = calloc(S3D_MAX_PARTS + 1, sizeof(*c.parts));
+	if (!c.parts)
+		return -2;
+	if (!doc || s3d_xml_parse(doc, len, s3d_complete_xml, &c) != 0 || c.n == 0) {
+		free(c.parts);
+		return -1;
+	}
+	*parts = c.parts;
+	*n = c.n;
+	return 0;
+}
+
 static void s3d_mpu_complete_finish(s3d_req *r)
 {
 	complete_ctx c = { 0 };
-	c.parts = calloc(S3D_MAX_PARTS + 1, sizeof(*c.parts));
-	if (!c.parts) {
+	int pr = s3d_parse_complete(r->mem.p, r->mem.len, &c.parts, &c.n);
+	if (pr == -2) {
 		s3d_error(r, "SlowDown", 503, "out of memory");
 		return;
 	}
-	if (!r->mem.p || s3d_xml_parse(r->mem.p, r->mem.len, s3d_complete_xml, &c) != 0 ||
-	    c.n == 0) {
-		free(c.parts);
+	if (pr < 0) {
 		s3d_error(r, "MalformedXML", 400, NULL);
 		return;
 	}

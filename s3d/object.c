@@ -311,16 +311,8 @@ static ssize_t s3d_no_body(void *cls, uint64_t pos, char *buf, size_t max)
 	return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-#define S3D_MAX_RANGES 64
-
-typedef struct s3d_range {
-	uint64_t first, last;
-} s3d_range;
-
-/* Parses a Range header against size. Returns the number of satisfiable
- * ranges (>0), 0 if the header is to be ignored (bad syntax), -1 if none
- * is satisfiable (416). */
-static int s3d_parse_range(const char *h, uint64_t size, s3d_range *out)
+/* Range header parser (declared in s3d_int.h). */
+int s3d_parse_range(const char *h, uint64_t size, s3d_range *out)
 {
 	while (*h == ' ')
 		h++;

@@ -319,4 +319,34 @@ int s3d_copy_conditions(s3d_req *r, const core_objinfo *src);
 /* Reads Content-MD5 into r->content_md5; answers InvalidDigest and returns -1 if bad. */
 int s3d_content_md5(s3d_req *r);
 
+
+/* ---- parsers of untrusted request parts (exported for the fuzz targets) ---- */
+
+#define S3D_MAX_RANGES 64
+typedef struct s3d_range {
+	uint64_t first, last;
+} s3d_range;
+/* Parses a Range header against size into at most S3D_MAX_RANGES ranges.
+ * Returns the number of satisfiable ranges (>0), 0 if the header is to be
+ * ignored (bad syntax), -1 if none is satisfiable (416). (object.c) */
+int s3d_parse_range(const char *h, uint64_t size, s3d_range *out);
+/* CompleteMultipartUpload body -> parts (malloc'd). 0, -1 malformed, -2 no
+ * memory. (mpu.c) */
+int s3d_parse_complete(const char *doc, size_t len, core_part **parts, size_t *n);
+/* VersioningConfiguration body -> Status text ("" if absent). 0 or -1. (bucket.c) */
+int s3d_parse_versioning(const char *doc, size_t len, char status[32]);
+/* DeleteObjects body. 0, -1 malformed (or no object), -2 no memory; free the
+ * list with s3d_del_list_free whatever the result. (bucket.c) */
+typedef struct s3d_del_obj {
+	char *key;
+	char *version;
+} s3d_del_obj;
+typedef struct s3d_del_list {
+	s3d_del_obj *objs;
+	size_t n;
+	int quiet;
+} s3d_del_list;
+int s3d_parse_delete(const char *doc, size_t len, s3d_del_list *out);
+void s3d_del_list_free(s3d_del_list *l);
+
 #endif

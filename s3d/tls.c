@@ -54,8 +54,8 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 			sl_err *err)
 {
 	*out = NULL;
-	gnutls_datum_t cert = { NULL, 0 }, key = { NULL, 0 };
-	gnutls_certificate_credentials_t check = NULL;
+	gnutls_datum_t cert = { NULL, 0 }, key = { NULL, 0 }, pa = { NULL, 0 }, pb = { NULL, 0 };
+	gnutls_pubkey_t kpub = NULL;
 	s3d_tls_set *set = NULL;
 	int rc = 0, g;
 	if ((g = gnutls_load_file(cert_path, &cert)) < 0) {
@@ -66,17 +66,6 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 	if ((g = gnutls_load_file(key_path, &key)) < 0) {
 		rc = sl_err_set(err, SL_EIO, "cannot read TLS key %s: %s", key_path,
 				gnutls_strerror(g));
-		goto out;
-	}
-	/* GnuTLS checks that the key belongs to the certificate here. */
-	if (gnutls_certificate_allocate_credentials(&check) < 0) {
-		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((g = gnutls_certificate_set_x509_key_mem2(check, &cert, &key, GNUTLS_X509_FMT_PEM, NULL,
-						      0)) < 0) {
-		rc = sl_err_set(err, SL_EINVAL, "TLS certificate %s / key %s unusable: %s",
-				cert_path, key_path, gnutls_strerror(g));
 		goto out;
 	}
 	set = calloc(1, sizeof(*set));
@@ -101,12 +90,29 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 		rc = sl_err_set(err, SL_EINVAL, "TLS key %s: %s", key_path, gnutls_strerror(g));
 		goto out;
 	}
+	/* the key must belong to the first certificate: compare public keys
+	 * (gnutls_certificate_set_x509_key_mem2 would check too, but leaks
+	 * memory on that error path in this GnuTLS) */
+	if (gnutls_pubkey_init(&kpub) < 0 || gnutls_pubkey_import_privkey(kpub, set->key, 0, 0) < 0 ||
+	    gnutls_pubkey_export2(kpub, GNUTLS_X509_FMT_DER, &pa) < 0 ||
+	    gnutls_pubkey_export2(set->pcert[0].pubkey, GNUTLS_X509_FMT_DER, &pb) < 0) {
+		rc = sl_err_set(err, SL_EINVAL, "TLS certificate %s / key %s: cannot compare keys",
+				cert_path, key_path);
+		goto out;
+	}
+	if (pa.size != pb.size || memcmp(pa.data, pb.data, pa.size) != 0) {
+		rc = sl_err_set(err, SL_EINVAL,
+				"TLS certificate %s and key %s do not match", cert_path, key_path);
+		goto out;
+	}
 	*out = set;
 	set = NULL;
 out:
 	s3d_tls_set_free(set);
-	if (check)
-		gnutls_certificate_free_credentials(check);
+	if (kpub)
+		gnutls_pubkey_deinit(kpub);
+	gnutls_free(pa.data);
+	gnutls_free(pb.data);
 	if (key.data) {
 		memset(key.data, 0, key.size);
 		gnutls_free(key.data);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds Seglake (normal and sanitizer builds) and
-# runs every test: C unit tests in both builds, then the pytest integration
-# suite against the real binaries. Exits non-zero if anything fails.
+# runs every test: C unit tests in both builds, the libFuzzer targets for a
+# short time, then the pytest integration suite against the real binaries of
+# both builds. Exits non-zero if anything fails.
 #
 #   bash tests/run-all.sh            everything
-#   SEGLAKE_SKIP_ASAN=1 ...          skip the sanitizer build (faster local runs)
+#   SEGLAKE_SKIP_ASAN=1 ...          skip the sanitizer build and its test passes (faster local runs)
 #   SEGLAKE_SKIP_FUZZ=1 ...          skip the short libFuzzer run (tests/fuzz/run.sh)
 #   PYTEST_ARGS="-k s3" ...          pass arguments to pytest
 set -euo pipefail
@@ -34,12 +35,21 @@ if [ -z "${SEGLAKE_SKIP_FUZZ:-}" ]; then
 fi
 
 echo "== integration tests (pytest)"
-export SEGLAKE_BUILD="$ROOT/build"
 cd tests/integration
 set +e
 # shellcheck disable=SC2086
-/usr/bin/python3 -m pytest -p no:cacheprovider -ra ${PYTEST_ARGS:-}
+SEGLAKE_BUILD="$ROOT/build" /usr/bin/python3 -m pytest -p no:cacheprovider -ra ${PYTEST_ARGS:-}
 rc=$?
+if [ "$rc" -eq 0 ] && [ -z "${SEGLAKE_SKIP_ASAN:-}" ]; then
+  echo "== integration tests again against the sanitizer build (ASan + UBSan + LeakSanitizer)"
+  # every daemon and mount the tests start is the sanitized binary; a leak or
+  # UB report makes it exit non-zero, which the tests' teardown checks
+  # shellcheck disable=SC2086
+  SEGLAKE_BUILD="$ROOT/build-asan" SEGLAKE_SANITIZED=1 \
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    /usr/bin/python3 -m pytest -p no:cacheprovider -ra ${PYTEST_ARGS:-}
+  rc=$?
+fi
 set -e
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests" >&2

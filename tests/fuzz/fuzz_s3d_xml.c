@@ -7,9 +7,9 @@
  *   selector even: s3d_cors_validate (the whole CORS parser and its checks)
  *   selector odd:  s3d_xml_parse with a callback that checks the path/depth
  *                  contract and, per selector bits, rejects at some element
- * The per-document callbacks of CompleteMultipartUpload, DeleteObjects and
- * VersioningConfiguration (s3d_complete_xml, s3d_del_xml, s3d_vers_xml) are
- * static in s3d/; once exported they belong here. Not here: HTTP handling.
+ * The CompleteMultipartUpload, DeleteObjects and VersioningConfiguration
+ * parsers and the Range header have their own target (fuzz_s3d_bodies.c).
+ * Not here: HTTP handling.
  */
 #include <stdint.h>
 #include <stdlib.h>

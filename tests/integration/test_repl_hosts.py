@@ -147,8 +147,11 @@ def test_large_file_bounded_memory(pair, tmp_path):
     print("256 MiB: replicated in %.1fs; VmHWM A %d MiB (before %d), B %d MiB (before %d)" %
           (took, hwm_a >> 10, base_a >> 10, hwm_b >> 10, base_b >> 10))
     # bounded: far below the object size on both sides
-    assert hwm_a < 128 * 1024, hwm_a
-    assert hwm_b < 128 * 1024, hwm_b
+    if not os.environ.get("SEGLAKE_SANITIZED"):
+        # the bound is for the real build: ASan's quarantine and shadow
+        # memory inflate RSS in the sanitizer pass of tests/run-all.sh
+        assert hwm_a < 128 * 1024, hwm_a
+        assert hwm_b < 128 * 1024, hwm_b
     st = b.status()["workers"][0]
     assert st["chunk_bytes"] >= size, st
 
