@@ -10,6 +10,8 @@
  */
 #include "auth/chunked.h"
 
+#include "common/hex.h"
+
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -87,22 +89,12 @@ static int dfail(chunked *d, int st, const char *fmt, ...)
 	return d->err;
 }
 
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[in[i] >> 4];
-		out[2 * i + 1] = hx[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void hmac_hex(const unsigned char key[32], const char *msg, char out[65])
 {
 	unsigned char mac[32];
 	unsigned int len = 32;
 	HMAC(EVP_sha256(), key, 32, (const unsigned char *)msg, strlen(msg), mac, &len);
-	hex_encode(mac, 32, out);
+	sl_hex(mac, 32, out);
 }
 
 void chunked_sign_chunk(const unsigned char key[32], const char *amz_date, const char *scope,
@@ -110,7 +102,7 @@ void chunked_sign_chunk(const unsigned char key[32], const char *amz_date, const
 {
 	char dh[65];
 	char sts[512];
-	hex_encode(data_sha256, 32, dh);
+	sl_hex(data_sha256, 32, dh);
 	snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s\n%s\n" EMPTY_SHA256 "\n%s",
 		 amz_date, scope, prev_sig, dh);
 	hmac_hex(key, sts, out);
@@ -122,7 +114,7 @@ void chunked_sign_trailer(const unsigned char key[32], const char *amz_date, con
 	unsigned char h[32];
 	char hh[65], sts[512];
 	SHA256(trailer_bytes, len, h);
-	hex_encode(h, 32, hh);
+	sl_hex(h, 32, hh);
 	snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256-TRAILER\n%s\n%s\n%s\n%s", amz_date, scope,
 		 prev_sig, hh);
 	hmac_hex(key, sts, out);

@@ -12,6 +12,8 @@
  */
 #include "auth/sigv4.h"
 
+#include "common/hex.h"
+
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -106,16 +108,6 @@ static int fail(sigv4_auth *out, int st, const char *fmt, ...)
 	return st;
 }
 
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[in[i] >> 4];
-		out[2 * i + 1] = hx[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static int is_hex64(const char *s, int lower_only)
 {
 	if (!s || strlen(s) != 64)
@@ -133,7 +125,7 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 {
 	unsigned char d[32];
 	SHA256(data, len, d);
-	hex_encode(d, 32, out);
+	sl_hex(d, 32, out);
 }
 
 static void hmac256(const void *key, size_t keylen, const void *data, size_t len,
@@ -218,25 +210,14 @@ int sigv4_uri_encode(const char *src, size_t len, int keep_slash, char *out, siz
 	return n;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into b (a malformed escape stays literal). '+'
  * becomes a space when plus_space. */
 static void sb_pct_decode(sbuf *b, const char *s, size_t n, int plus_space)
 {
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			char d = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		if (c == '%' && i + 2 < n && sl_hexval(s[i + 1]) >= 0 && sl_hexval(s[i + 2]) >= 0) {
+			char d = (char)(sl_hexval(s[i + 1]) * 16 + sl_hexval(s[i + 2]));
 			sb_addn(b, &d, 1);
 			i += 2;
 		} else if (c == '+' && plus_space) {
@@ -519,7 +500,7 @@ static void sign_canonical(const char *canon, size_t len, const char *amz_date, 
 	snprintf(sts, 512, ALGO "\n%s\n%s\n%s", amz_date, scope, creq_hash);
 	unsigned char mac[32];
 	hmac256(key, 32, sts, strlen(sts), mac);
-	hex_encode(mac, 32, sig);
+	sl_hex(mac, 32, sig);
 }
 
 /* ---- parsing the credentials ------------------------------------------------------ */
@@ -1094,7 +1075,7 @@ int sigv4_verify_with_payload(const sigv4_config *cfg, const sigv4_request *req,
 	char hx[65];
 	if (!body_sha256)
 		return verify_impl(cfg, req, NULL, out);
-	hex_encode(body_sha256, 32, hx);
+	sl_hex(body_sha256, 32, hx);
 	return verify_impl(cfg, req, hx, out);
 }
 
@@ -1103,7 +1084,7 @@ int sigv4_payload_check(const sigv4_auth *a, const unsigned char body_sha256[32]
 	if (!a || a->payload_mode != SIGV4_PAYLOAD_HASH)
 		return SIGV4_OK;
 	char hx[65];
-	hex_encode(body_sha256, 32, hx);
+	sl_hex(body_sha256, 32, hx);
 	return CRYPTO_memcmp(hx, a->payload_hash, 64) == 0 ? SIGV4_OK
 							   : SIGV4_CONTENT_SHA256_MISMATCH;
 }

@@ -21,40 +21,6 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-void core_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[in[i] >> 4];
-		out[2 * i + 1] = d[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-int core_unhex(const char *in, uint8_t *out, size_t n)
-{
-	if (strlen(in) != 2 * n)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 void core_etag_of_chunks(const core_chunkref *ch, size_t n, char out[72])
 {
 	MD5_CTX m;
@@ -63,7 +29,7 @@ void core_etag_of_chunks(const core_chunkref *ch, size_t n, char out[72])
 	for (size_t i = 0; i < n; i++)
 		MD5_Update(&m, ch[i].hash, 32);
 	MD5_Final(d, &m);
-	core_hex(d, 16, out);
+	sl_hex(d, 16, out);
 	snprintf(out + 32, 40, "-%zu", n);
 }
 
@@ -123,7 +89,7 @@ json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size
 		}
 		sqlite3_bind_blob(st, 1, ch[i].hash, 32, SQLITE_STATIC);
 		char hx[65];
-		core_hex(ch[i].hash, 32, hx);
+		sl_hex(ch[i].hash, 32, hx);
 		int64_t seg, off;
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			seg = sqlite3_column_int64(st, 0);
@@ -160,7 +126,7 @@ int core_chunks_from_json(json_t *arr, core_chunkref **out, size_t *n)
 		if (!json_is_integer(l) || json_integer_value(l) < 0 ||
 		    json_integer_value(l) > CORE_CHUNK_SIZE ||
 		    (!json_is_null(h) &&
-		     (!json_is_string(h) || core_unhex(json_string_value(h), ch[i].hash, 32) < 0))) {
+		     (!json_is_string(h) || sl_unhex(json_string_value(h), ch[i].hash, 32) < 0))) {
 			free(ch);
 			return SL_EINVAL;
 		}
@@ -356,7 +322,7 @@ static int read_node_id(const char *dir, char node[17], sl_err *err)
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
 	uint8_t tmp[8];
-	if (core_unhex(buf, tmp, 8) < 0)
+	if (sl_unhex(buf, tmp, 8) < 0)
 		return sl_err_set(err, SL_ECORRUPT, "%s does not hold a node id", p);
 	memcpy(node, buf, 17);
 	return 0;
@@ -376,7 +342,7 @@ int core_init(const char *dir, sl_err *err)
 	char hex[17];
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return sl_err_set(err, SL_EINTERNAL, "no randomness for the node id");
-	core_hex(raw, 8, hex);
+	sl_hex(raw, 8, hex);
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "common/hex.h"
 #include "core/core.h"
 #include "meta/hlc.h"
 #include "meta/meta.h"
@@ -128,8 +129,6 @@ int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
 int core_bucket_versioning(meta_conn *conn, const char *bucket, int *vers, sl_err *err);
 /* Validates a key: 1..1024 bytes, no NUL. */
 int core_key_check(const char *key, sl_err *err);
-void core_hex(const uint8_t *in, size_t n, char *out);
-int core_unhex(const char *in, uint8_t *out, size_t n);
 /* "md5(concat of raw md5s)-N" style etag over chunk hashes (patched data). */
 void core_etag_of_chunks(const core_chunkref *ch, size_t n, char out[72]);
 int core_meta_valid(const char *meta, sl_err *err);

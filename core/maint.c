@@ -260,7 +260,7 @@ int core_fsck(core *c, core_fsck_report *rep, core_progress_fn fn, void *ctx, sl
 		for (i = 0; i < nseg && ids[i] != seg; i++)
 			;
 		char hx[65];
-		core_hex(h, 32, hx);
+		sl_hex(h, 32, hx);
 		if (i == nseg) {
 			rep->missing_segments++;
 			problem(rep, "chunk %s is indexed in segment %s, which does not exist", hx,
@@ -464,7 +464,7 @@ static int live_oplog(live_ctx *l, int64_t after)
 		{
 			uint8_t h[32];
 			json_t *hx = json_array_get(e, 0);
-			if (json_is_string(hx) && core_unhex(json_string_value(hx), h, 32) == 0 &&
+			if (json_is_string(hx) && sl_unhex(json_string_value(hx), h, 32) == 0 &&
 			    (rc = live_add(l, h)) < 0)
 				break;
 		}

@@ -91,7 +91,7 @@ void core_pending_drop_ops(core *c, json_t *ops)
 		{
 			uint8_t h[32];
 			json_t *hx = json_array_get(e, 0);
-			if (json_is_string(hx) && core_unhex(json_string_value(hx), h, 32) == 0)
+			if (json_is_string(hx) && sl_unhex(json_string_value(hx), h, 32) == 0)
 				pending_drop(c, h);
 		}
 	}
@@ -133,7 +133,7 @@ int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *
 	if (core_pending_get(c, hash, loc) == 0)
 		return 0;
 	char hx[65];
-	core_hex(hash, 32, hx);
+	sl_hex(hash, 32, hx);
 	return sl_err_set(err, SL_ENOKEY, "chunk %s not found", hx);
 }
 
@@ -392,11 +392,15 @@ int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, s
 	return rc;
 }
 
-int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
-		    sl_err *err)
+/*
+ * Reads from a stored chunk. whole: the entire chunk, checked against its
+ * record's CRC-32C; otherwise len bytes at off, unchecked (small FUSE reads;
+ * scrub covers them). Holes read as zeros; chunks scrub found damaged fail.
+ * A chunk gc moved between the index lookup and the read is looked up again.
+ */
+static int chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
+		      int whole, sl_err *err)
 {
-	if ((uint64_t)off + len > ref->len)
-		return sl_err_set(err, SL_EINVAL, "read past the end of a chunk");
 	static const uint8_t zero[32];
 	if (memcmp(ref->hash, zero, 32) == 0) {
 		memset(buf, 0, len);
@@ -404,7 +408,7 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 	}
 	if (core_chunk_damaged(c, ref->hash)) {
 		char hx[65];
-		core_hex(ref->hash, 32, hx);
+		sl_hex(ref->hash, 32, hx);
 		return sl_err_set(err, SL_ECORRUPT, "stored chunk %s is damaged (found by scrub)",
 				  hx);
 	}
@@ -418,46 +422,32 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 			return rc == SL_ENOKEY ? sl_err_set(err, SL_ECORRUPT, "%s",
 							    err ? err->msg : "chunk not found")
 					       : rc;
-		rc = store_read(c->st, loc.seg, loc.off + off, buf, len, err);
-		if (rc == 0)
-			return 0;
-		/* gc may have moved the chunk between lookup and read: look again */
-	}
-	return rc;
-}
-
-/* A whole chunk, checked against its record's CRC (holes are zeros). */
-static int chunk_read_whole(core *c, const core_chunkref *ref, void *buf, sl_err *err)
-{
-	static const uint8_t zero[32];
-	if (memcmp(ref->hash, zero, 32) == 0) {
-		memset(buf, 0, ref->len);
-		return 0;
-	}
-	if (core_chunk_damaged(c, ref->hash)) {
-		char hx[65];
-		core_hex(ref->hash, 32, hx);
-		return sl_err_set(err, SL_ECORRUPT, "stored chunk %s is damaged (found by scrub)",
-				  hx);
-	}
-	int rc = 0;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		store_loc loc;
-		meta_conn *r = meta_reader(c->md);
-		rc = core_chunk_loc(c, r, ref->hash, &loc, err);
-		meta_reader_release(c->md, r);
-		if (rc < 0)
-			return rc == SL_ENOKEY ? sl_err_set(err, SL_ECORRUPT, "%s",
-							    err ? err->msg : "chunk not found")
-					       : rc;
+		if (!whole) {
+			rc = store_read(c->st, loc.seg, loc.off + off, buf, len, err);
+			if (rc == 0)
+				return 0;
+			continue;
+		}
 		if (loc.len != ref->len)
 			return sl_err_set(err, SL_ECORRUPT, "chunk length differs from the index");
 		rc = store_read_chunk(c->st, loc, ref->hash, buf, err);
 		if (rc != SL_EIO && !(rc == SL_ECORRUPT && attempt == 0))
 			return rc;
-		/* gc may have moved the chunk between lookup and read: look again */
 	}
 	return rc;
+}
+
+int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
+		    sl_err *err)
+{
+	if ((uint64_t)off + len > ref->len)
+		return sl_err_set(err, SL_EINVAL, "read past the end of a chunk");
+	return chunk_read(c, ref, off, buf, len, 0, err);
+}
+
+static int chunk_read_whole(core *c, const core_chunkref *ref, void *buf, sl_err *err)
+{
+	return chunk_read(c, ref, 0, buf, ref->len, 1, err);
 }
 
 /* ---- puts --------------------------------------------------------------------- */
@@ -830,7 +820,7 @@ int core_put_commit(core_writer *w, const core_put_opts *opts, core_objinfo *out
 		rc = writer_finish(w, opts ? opts->content_md5 : NULL, err);
 	if (rc == 0) {
 		char et[72];
-		core_hex(w->md5_final, 16, et);
+		sl_hex(w->md5_final, 16, et);
 		put_arg a = { .bucket = w->bucket, .key = w->key, .chunks = w->ch, .n = w->n,
 			      .size = w->size, .etag = et, .meta = opts ? opts->meta : NULL,
 			      .cond = opts ? &opts->cond : NULL,
@@ -1435,7 +1425,7 @@ int core_mpu_create(core *c, const char *bucket, const char *key, const char *me
 	uint8_t raw[16];
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return sl_err_set(err, SL_EINTERNAL, "no randomness");
-	core_hex(raw, 16, upload_id);
+	sl_hex(raw, 16, upload_id);
 	mpu_arg a = { .b = bucket, .k = key, .id = upload_id, .meta = meta };
 	return core_commit(c, prep_mpu_create, &a, err);
 }
@@ -1503,7 +1493,7 @@ int core_mpu_part_commit(core_writer *w, const uint8_t *content_md5, core_part *
 		rc = writer_finish(w, content_md5, err);
 	if (rc == 0) {
 		char et[40];
-		core_hex(w->md5_final, 16, et);
+		sl_hex(w->md5_final, 16, et);
 		rc = part_commit(w->c, w->bucket, w->key, w->upload_id, w->part, w->ch, w->n,
 				 w->size, et, out, err);
 	}
@@ -1563,7 +1553,7 @@ int core_mpu_part_copy(core *c, const char *bucket, const char *key, const char 
 		uint8_t d[16];
 		char et[40];
 		MD5_Final(d, &md5);
-		core_hex(d, 16, et);
+		sl_hex(d, 16, et);
 		rc = part_commit(c, bucket, key, upload_id, part_number, ch, n, len, et, out, err);
 	}
 	core_objinfo_clear(&src);
@@ -1626,7 +1616,7 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 			break;
 		}
 		uint8_t d[16];
-		core_unhex(have, d, 16);
+		sl_unhex(have, d, 16);
 		MD5_Update(&md5, d, 16);
 		core_chunkref *pc = NULL;
 		size_t pn = 0;
@@ -1659,7 +1649,7 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		uint8_t d[16];
 		char et[72];
 		MD5_Final(d, &md5);
-		core_hex(d, 16, et);
+		sl_hex(d, 16, et);
 		snprintf(et + 32, 40, "-%zu", a->nparts);
 		put_arg pa = { .bucket = a->b, .key = a->k, .chunks = all, .n = n, .size = size,
 			       .etag = et, .meta = meta, .cond = a->cond, .kind = "mpu",

@@ -59,7 +59,7 @@ int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **ou
 		{
 			uint8_t h[32];
 			json_t *hx = json_array_get(e, 0);
-			if (!json_is_string(hx) || core_unhex(json_string_value(hx), h, 32) < 0)
+			if (!json_is_string(hx) || sl_unhex(json_string_value(hx), h, 32) < 0)
 				continue;
 			if (core_chunk_has(c, h, NULL))
 				continue;
@@ -119,7 +119,7 @@ static int relocate(core *c, meta_conn *w, json_t *op, sl_err *err)
 		uint8_t h[32];
 		if (json_is_null(hx))
 			continue;
-		if (!json_is_string(hx) || core_unhex(json_string_value(hx), h, 32) < 0)
+		if (!json_is_string(hx) || sl_unhex(json_string_value(hx), h, 32) < 0)
 			return sl_err_set(err, SL_EINVAL, "bad chunk hash in a replicated op");
 		store_loc loc;
 		if (core_chunk_loc(c, w, h, &loc, NULL) < 0)

@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "auth/sigv4.h"
+#include "common/hex.h"
 #include "repl/repl_int.h"
 
 int64_t repl_now_ms(void)
@@ -21,39 +22,6 @@ int64_t repl_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void repl_hex_encode(const uint8_t *in, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[in[i] >> 4];
-		out[2 * i + 1] = hx[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int repl_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int repl_hex_decode(const char *hex, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = repl_hexval(hex[2 * i]);
-		int lo = hi < 0 ? -1 : repl_hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
 }
 
 int repl_buf_add(repl_buf *b, const void *data, size_t len)
@@ -193,7 +161,7 @@ int repl_http(repl_client *cl, const char *method, const char *path, const char 
 	char payload[65];
 	uint8_t dg[32];
 	SHA256(body ? body : (const void *)"", body ? blen : 0, dg);
-	repl_hex_encode(dg, 32, payload);
+	sl_hex(dg, 32, payload);
 	char amz_date[17];
 	sigv4_format_date(time(NULL), amz_date);
 	sigv4_header hs[3] = {

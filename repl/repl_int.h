@@ -137,7 +137,5 @@ void repl_ack_record(struct repl *rp, const char *node, int64_t seq);
 json_t *repl_status_json(struct repl *rp);
 
 int64_t repl_now_ms(void);
-int repl_hex_decode(const char *hex, uint8_t *out, size_t n);
-void repl_hex_encode(const uint8_t *in, size_t n, char *out);
 
 #endif

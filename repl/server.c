@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
 #include "repl/repl_int.h"
 #include "s3d/s3d_int.h"
 
@@ -233,7 +234,7 @@ static void repl_srv_chunks_finish(s3d_req *r)
 			continue;
 		}
 		if (ln != 64 || t->n == cap ||
-		    repl_hex_decode(p + off, t->hashes + 32 * t->n, 32) != 0) {
+		    sl_unhex_n(p + off, t->hashes + 32 * t->n, 32) != 0) {
 			repl_chunk_tx_free(t);
 			repl_srv_error(r, 400, "InvalidArgument",
 				       "the body must be chunk hashes, 64 hex digits per line");
@@ -371,7 +372,7 @@ static void repl_srv_push_missing_finish(s3d_req *r)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < nm; i++) {
 			char hx[65];
-			repl_hex_encode(miss + 32 * i, 32, hx);
+			sl_hex(miss + 32 * i, 32, hx);
 			json_array_append_new(arr, json_string(hx));
 		}
 		repl_srv_json(r, 200, json_pack("{so}", "missing", arr));

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
 #include "repl/repl_int.h"
 
 int repl_state_buckets(core *c, json_t **out, sl_err *err)
@@ -36,7 +37,7 @@ static json_t *repl_chunks_json(core *c, const char *bucket, const core_objinfo 
 	if (core_get_chunks(c, bucket, oi->key, oi->version_id, &info, &ch, &n, NULL) == 0) {
 		for (size_t i = 0; i < n; i++) {
 			char hx[65];
-			repl_hex_encode(ch[i].hash, 32, hx);
+			sl_hex(ch[i].hash, 32, hx);
 			json_array_append_new(arr, json_string(hx));
 		}
 	}

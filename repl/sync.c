@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hex.h"
 #include "repl/repl_int.h"
 
 /* ---- chunk stream: [32-byte hash][u32 BE length][data] ... --------------- */
@@ -62,7 +63,7 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 				  (uint32_t)x->hdr[34] << 8 | x->hdr[35];
 			if (x->want == REPL_CHUNK_MISSING) {
 				char hx[65];
-				repl_hex_encode(x->hdr, 32, hx);
+				sl_hex(x->hdr, 32, hx);
 				sl_err_set(&x->err, SL_ENOKEY, "the peer does not store chunk %s", hx);
 				x->failed = 1;
 				return -1;
@@ -109,7 +110,7 @@ static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, si
 		size_t m = n - i < REPL_FETCH_BATCH ? n - i : REPL_FETCH_BATCH;
 		size_t len = 0;
 		for (size_t k = 0; k < m; k++) {
-			repl_hex_encode(hashes + 32 * (i + k), 32, req + len);
+			sl_hex(hashes + 32 * (i + k), 32, req + len);
 			len += 64;
 			req[len++] = '\n';
 		}
@@ -298,7 +299,7 @@ static int repl_push_chunks(repl_client *cl, core *c, json_t *missing, repl_coun
 			const char *hx = json_string_value(json_array_get(missing, i));
 			core_chunkref ref;
 			uint32_t len = 0;
-			if (!hx || strlen(hx) != 64 || repl_hex_decode(hx, ref.hash, 32) != 0) {
+			if (!hx || strlen(hx) != 64 || sl_unhex_n(hx, ref.hash, 32) != 0) {
 				rc = sl_err_set(err, SL_EIO, "peer named a malformed chunk hash");
 				break;
 			}

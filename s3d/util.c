@@ -11,18 +11,8 @@
 
 #include <jansson.h>
 
+#include "common/hex.h"
 #include "s3d/s3d_int.h"
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 char *s3d_url_decode(const char *src, size_t len, int plus_space)
 {
@@ -37,8 +27,8 @@ char *s3d_url_decode(const char *src, size_t len, int plus_space)
 				free(out);
 				return NULL;
 			}
-			int h = hexval((unsigned char)src[i + 1]);
-			int l = hexval((unsigned char)src[i + 2]);
+			int h = sl_hexval((unsigned char)src[i + 1]);
+			int l = sl_hexval((unsigned char)src[i + 2]);
 			if (h < 0 || l < 0 || (h == 0 && l == 0)) {
 				free(out);
 				return NULL;
