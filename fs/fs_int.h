@@ -18,7 +18,9 @@
 #include "core/core.h"
 #include "fs/fs.h"
 
-#define FS_TIMEOUT 1.0                     /* entry and attribute cache seconds */
+/* Entry and attribute cache seconds. Changes made elsewhere (S3, replication)
+ * do not wait for this: the oplog follower invalidates them at once. */
+#define FS_TIMEOUT 10.0
 #define FS_MAX_DIRTY_PER_FILE 16           /* dirty chunks held in memory per open file */
 #define FS_MAX_DIRTY_TOTAL (256ull << 20)  /* dirty bytes held in memory per mount */
 #define FS_MAX_FILE_SIZE (1ull << 40)      /* writes past 1 TiB get EFBIG */
