@@ -97,6 +97,9 @@ void core_pending_add(core *c, const uint8_t hash[32], store_loc loc);
 int core_pending_get(core *c, const uint8_t hash[32], store_loc *loc);
 void core_pending_drop_ops(core *c, json_t *ops);
 void core_pending_free(core *c);
+/* core_chunk_put for a caller that already has the SHA-256 of buf. */
+int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
+			  core_chunkref *ref, sl_err *err);
 /* Location of a stored chunk: index first, then the pending map. */
 int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
 		   sl_err *err);

@@ -373,13 +373,26 @@ static int all_zero(const void *buf, size_t len)
 
 int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err)
 {
+	uint8_t h[32];
 	if (len > CORE_CHUNK_SIZE)
 		return sl_err_set(err, SL_EINVAL, "chunk of %u bytes is too large", len);
+	if (all_zero(buf, len)) {
+		memset(ref, 0, sizeof(*ref));
+		ref->len = len;
+		return 0; /* a hole */
+	}
+	SHA256(buf, len, h);
+	return core_chunk_put_hashed(c, buf, len, h, ref, err);
+}
+
+int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
+			  core_chunkref *ref, sl_err *err)
+{
 	memset(ref, 0, sizeof(*ref));
 	ref->len = len;
 	if (all_zero(buf, len))
 		return 0; /* a hole */
-	SHA256(buf, len, ref->hash);
+	memcpy(ref->hash, hash, 32);
 	store_loc loc;
 	meta_conn *r = meta_reader(c->md);
 	int found = core_chunk_loc(c, r, ref->hash, &loc, NULL) == 0;

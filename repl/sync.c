@@ -28,11 +28,54 @@ typedef struct repl_chunk_rx {
 	repl_counters *cnt;
 	sl_err err;
 	int failed;
+	/* the previous chunk, stored in the background while this one arrives */
+	core_chunk_job *job;
+	uint8_t *jbuf, *spare;
+	uint8_t jhash[32];
 } repl_chunk_rx;
+
+/* Waits for the chunk being stored in the background and checks that its
+ * bytes hashed to the hash the peer named. */
+static int repl_chunk_rx_settle(repl_chunk_rx *x)
+{
+	if (!x->job)
+		return 0;
+	core_chunkref ref;
+	static const uint8_t hole[32];
+	int rc = core_chunk_job_wait(x->job, &ref, &x->err);
+	x->job = NULL;
+	free(x->spare);
+	x->spare = x->jbuf;
+	x->jbuf = NULL;
+	if (rc == 0 && memcmp(ref.hash, x->jhash, 32) != 0 && memcmp(ref.hash, hole, 32) != 0)
+		rc = sl_err_set(&x->err, SL_ECORRUPT, "received chunk does not match its hash");
+	if (rc < 0) {
+		x->failed = 1;
+		return -1;
+	}
+	return 0;
+}
 
 static int repl_chunk_rx_finish(repl_chunk_rx *x)
 {
-	int rc = core_chunk_ingest(x->c, x->hdr, x->buf, x->want, &x->err);
+	if (repl_chunk_rx_settle(x) < 0)
+		return -1;
+	uint8_t *next = x->spare;
+	if (!next && x->want)
+		next = malloc(CORE_CHUNK_SIZE);
+	core_chunk_job *j = next && x->want ? core_chunk_put_async(x->c, x->buf, x->want) : NULL;
+	int rc = 0;
+	if (j) {
+		/* hash and store it in the background; receive into the other buffer */
+		x->job = j;
+		memcpy(x->jhash, x->hdr, 32);
+		x->jbuf = x->buf;
+		x->buf = next;
+		x->spare = NULL;
+	} else {
+		x->spare = next;
+		rc = core_chunk_ingest(x->c, x->hdr, x->buf, x->want, &x->err);
+	}
 	if (rc < 0) {
 		x->failed = 1;
 		return -1;
@@ -120,6 +163,7 @@ static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, si
 		long status;
 		rc = repl_http(cl, "POST", "/v1/repl/chunks", NULL, req, len, repl_chunk_rx_feed, &x,
 			       NULL, 600000L, &status, err);
+		repl_chunk_rx_settle(&x); /* the last chunk of the batch */
 		if (x.failed) {
 			*err = x.err;
 			rc = x.err.code ? x.err.code : SL_EIO;
@@ -129,7 +173,9 @@ static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, si
 			rc = sl_err_set(err, SL_EIO, "%s sent %zu of %zu chunks", cl->base, x.done, m);
 		}
 	}
+	repl_chunk_rx_settle(&x);
 	free(x.buf);
+	free(x.spare);
 	free(req);
 	return rc;
 }
