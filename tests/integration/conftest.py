@@ -61,6 +61,16 @@ def pytest_runtest_makereport(item, call):
             rep.longrepr = "skipped in CI (CI=true), which hides coverage: " + reason
 
 
+def seglake_cli(srv, *args, check=True):
+    """Runs `seglake ARGS --data DIR` against a running server's data dir
+    (through its admin socket). check: fail unless it exits 0."""
+    r = subprocess.run([seglake_bin()] + list(args) + ["--data", srv.data_dir],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError("seglake %s failed: %s %s" % (" ".join(args), r.stdout, r.stderr))
+    return r
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,43 +8,19 @@ signatures answered with 503 SlowDown (and a log line) while a good client
 keeps working. Not here: policy grammar (test_auth_policies.py).
 """
 
-import http.client
 import json
 import os
 import sqlite3
-import subprocess
 import threading
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import seglake_bin, sign_headers, start_server, strip_private
+from conftest import seglake_cli as cli, start_server
 
 
-def req(srv, method, path, query="", access_key=None, secret_key=None, sign=True):
-    """One raw request (conftest's Server.request also sends its private
-    signing fields as headers, which breaks at random: build our own)."""
-    headers = {}
-    if sign:
-        headers = strip_private(sign_headers(method, path, query, {}, b"",
-                                             access_key or srv.access_key,
-                                             secret_key or srv.secret_key, srv.region,
-                                             "%s:%d" % (srv.host, srv.port)))
-    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
-    try:
-        conn.request(method, path + ("?" + query if query else ""), headers=headers)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
-def cli(srv, *args, check=True):
-    r = subprocess.run([seglake_bin()] + list(args) + ["--data", srv.data_dir],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    if check and r.returncode != 0:
-        raise AssertionError("seglake %s failed: %s %s" % (" ".join(args), r.stdout, r.stderr))
-    return r
 
 
 def code_of(e):
@@ -157,7 +133,7 @@ def test_bad_signature_burst_gets_slowdown(tmp_path):
         t.start()
         try:
             for i in range(40):
-                st, _, body = req(srv, "GET", "/burst/k", secret_key="wrong-secret-%d" % i)
+                st, _, body = srv.request("GET", "/burst/k", secret_key="wrong-secret-%d" % i)
                 statuses.append((st, body))
         finally:
             stop.set()
@@ -169,7 +145,7 @@ def test_bad_signature_burst_gets_slowdown(tmp_path):
         assert not good_errors, good_errors[:3]
         assert good.get_object(Bucket="burst", Key="k")["Body"].read() == b"v"
         assert '"event":"rate-limited"' in srv.log()
-        st, _, body = req(srv, "GET", "/metrics")
+        st, _, body = srv.request("GET", "/metrics")
         assert st == 200 and b'seglake_rate_limited_total{limit="auth_ip"}' in body
         assert b'seglake_auth_failures_total{reason="SignatureDoesNotMatch"}' in body
     finally:

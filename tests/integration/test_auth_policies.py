@@ -9,42 +9,18 @@ permission-gated /metrics and /v1/meta/stats endpoints.
 Not here: key lifecycle and rate limits (test_auth_keys.py).
 """
 
-import http.client
 import json
-import os
 import subprocess
 import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import seglake_bin, sign_headers, start_server, strip_private
+from conftest import seglake_cli as cli, start_server
 
 
-def req(srv, method, path, query="", access_key=None, secret_key=None, sign=True):
-    """One raw request (conftest's Server.request also sends its private
-    signing fields as headers, which breaks at random: build our own)."""
-    headers = {}
-    if sign:
-        headers = strip_private(sign_headers(method, path, query, {}, b"",
-                                             access_key or srv.access_key,
-                                             secret_key or srv.secret_key, srv.region,
-                                             "%s:%d" % (srv.host, srv.port)))
-    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
-    try:
-        conn.request(method, path + ("?" + query if query else ""), headers=headers)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
-def cli(srv, *args, check=True):
-    r = subprocess.run([seglake_bin()] + list(args) + ["--data", srv.data_dir],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    if check and r.returncode != 0:
-        raise AssertionError("seglake %s failed: %s %s" % (" ".join(args), r.stdout, r.stderr))
-    return r
 
 
 def new_key(srv, *args):
@@ -254,10 +230,10 @@ def test_replication_key_cannot_read(srv):
     # The policy layer lets the replication key through to repl/ (whose own
     # check may still answer, in JSON); a data key is stopped by the policy
     # layer itself (S3 XML AccessDenied).
-    st, _, body = req(srv, "GET", "/v1/repl/info", access_key=kid, secret_key=sec)
+    st, _, body = srv.request("GET", "/v1/repl/info", access_key=kid, secret_key=sec)
     assert b"<Code>AccessDenied</Code>" not in body, body
     rkid, rsec = new_key(srv, "--access", "read")
-    st, _, body = req(srv, "GET", "/v1/repl/info", access_key=rkid, secret_key=rsec)
+    st, _, body = srv.request("GET", "/v1/repl/info", access_key=rkid, secret_key=rsec)
     assert st == 403 and b"<Code>AccessDenied</Code>" in body
 
 
@@ -265,27 +241,27 @@ def test_metrics_and_stats_are_permission_gated(srv):
     root = srv.client()
     root.create_bucket(Bucket="metrics-data")
     root.put_object(Bucket="metrics-data", Key="k", Body=b"12345")
-    st, hdrs, body = req(srv, "GET", "/metrics")
+    st, hdrs, body = srv.request("GET", "/metrics")
     assert st == 200 and hdrs["content-type"].startswith("text/plain")
     text = body.decode()
     assert 'seglake_requests_total{op="PutObject",status="200"}' in text
     assert "seglake_request_duration_seconds_bucket" in text
     assert "seglake_disk_free_bytes" in text and "seglake_objects" in text
-    st, _, body = req(srv, "GET", "/v1/meta/stats")
+    st, _, body = srv.request("GET", "/v1/meta/stats")
     assert st == 200
     stats = json.loads(body)
     assert stats["objects"] >= 1 and stats["requests"]["total"] >= 1
-    st, _, _ = req(srv, "GET", "/metrics", sign=False)
+    st, _, _ = srv.request("GET", "/metrics", sign=False)
     assert st == 403
     kid, sec = new_key(srv, "--access", "read")
-    st, _, _ = req(srv, "GET", "/metrics", access_key=kid, secret_key=sec)
+    st, _, _ = srv.request("GET", "/metrics", access_key=kid, secret_key=sec)
     assert st == 403
     mid, msec = new_key(srv, "--policy", json.dumps({"Statement": [{
         "Effect": "Allow", "Action": ["seglake:GetMetrics", "seglake:GetStats"],
         "Resource": "*"}]}))
-    st, _, _ = req(srv, "GET", "/metrics", access_key=mid, secret_key=msec)
+    st, _, _ = srv.request("GET", "/metrics", access_key=mid, secret_key=msec)
     assert st == 200
-    st, _, _ = req(srv, "GET", "/v1/meta/stats", access_key=mid, secret_key=msec)
+    st, _, _ = srv.request("GET", "/v1/meta/stats", access_key=mid, secret_key=msec)
     assert st == 200
     # the access log is JSON, with key ids and no signatures
     lines = [l for l in srv.log().splitlines() if l.startswith('{"time"')]
@@ -299,9 +275,9 @@ def test_metrics_and_stats_are_permission_gated(srv):
 def test_metrics_open_to_a_cidr(tmp_path):
     s = start_server(tmp_path, extra_args=["--metrics-open-cidr", "127.0.0.0/8"])
     try:
-        st, _, body = req(s, "GET", "/metrics", sign=False)
+        st, _, body = s.request("GET", "/metrics", sign=False)
         assert st == 200 and b"seglake_requests_in_flight" in body
-        st, _, _ = req(s, "GET", "/v1/meta/stats", sign=False)
+        st, _, _ = s.request("GET", "/v1/meta/stats", sign=False)
         assert st == 403  # only /metrics is opened
     finally:
         assert s.stop() == 0

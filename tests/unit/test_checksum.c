@@ -8,22 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+
 #include "auth/checksum.h"
 
 /* not in the header: the table fallback, to compare with the SSE4.2 path */
 uint32_t checksum_crc32c_soft(uint32_t crc, const void *data, size_t len);
 
-static int n_pass, n_fail;
-
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (cond) {                                                           \
-			n_pass++;                                                     \
-		} else {                                                              \
-			n_fail++;                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                                     \
-	} while (0)
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void)
@@ -207,6 +198,5 @@ int main(void)
 	test_incremental();
 	test_combine();
 	test_names_and_values();
-	printf("checksum: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_done("checksum");
 }

@@ -10,29 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+
 #include <openssl/sha.h>
 
 #include "auth/sigv4.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (cond) {                                                           \
-			n_pass++;                                                     \
-		} else {                                                              \
-			n_fail++;                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                                     \
-	} while (0)
 
 #define CHECK_ST(got, want)                                                                  \
 	do {                                                                                 \
 		int g_ = (got), w_ = (want);                                                 \
 		if (g_ == w_) {                                                              \
-			n_pass++;                                                            \
+			check_pass++;                                                            \
 		} else {                                                                     \
-			n_fail++;                                                            \
+			check_fail++;                                                            \
 			fprintf(stderr, "FAIL %s:%d: status %s (%d), want %s (%d)\n", __FILE__, \
 				__LINE__, sigv4_status_code(g_), g_, sigv4_status_code(w_), w_);  \
 		}                                                                            \
@@ -728,6 +719,5 @@ int main(void)
 	test_roundtrips();
 	test_encode_and_status();
 	test_garbage();
-	printf("sigv4: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_done("sigv4");
 }
