@@ -10,24 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "check_sigv4.h"
 
 #include <openssl/sha.h>
 
 #include "auth/sigv4.h"
-
-
-#define CHECK_ST(got, want)                                                                  \
-	do {                                                                                 \
-		int g_ = (got), w_ = (want);                                                 \
-		if (g_ == w_) {                                                              \
-			check_pass++;                                                            \
-		} else {                                                                     \
-			check_fail++;                                                            \
-			fprintf(stderr, "FAIL %s:%d: status %s (%d), want %s (%d)\n", __FILE__, \
-				__LINE__, sigv4_status_code(g_), g_, sigv4_status_code(w_), w_);  \
-		}                                                                            \
-	} while (0)
 
 #define AKID "AKIAIOSFODNN7EXAMPLE"
 #define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
