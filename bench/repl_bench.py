@@ -10,12 +10,18 @@ targets of issue 5:
   - replication throughput of a 1 GiB file (from A's answer to the multipart
     completion, which is when the object enters A's oplog, until B has it) next to the S3 GET throughput of the same file over
     the same link (curl --aws-sigv4 from B's namespace)  (target >= 50%)
+  - a raw-disk ceiling for the same size, measured in the same run on B's
+    filesystem (fio write + end fsync, or dd conv=fsync without fio), with the
+    replication rate as a ratio of it
   - B's chunk byte counter across a copy and a rename on A (target: 0 bytes)
 It prints figures only; it asserts nothing. Run as root:
   SEGLAKE_BUILD=build-repl bench/repl_bench.py [--changes 200] [--files 10000] [--mib 1024]
+      [--only lag,small,large]
 """
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,6 +89,30 @@ def s3_get_speed(b, a, key):
     return float(r.stdout.strip() or 0)
 
 
+def raw_disk_speed(directory, mib):
+    """Write+fsync of mib MiB on the filesystem holding directory; (bytes/s, how)."""
+    path = os.path.join(directory, "raw-ceiling.bin")
+    try:
+        if shutil.which("fio"):
+            r = subprocess.run(["fio", "--name=raw", "--filename=" + path, "--rw=write",
+                                "--bs=1m", "--size=%dm" % mib, "--end_fsync=1", "--direct=0",
+                                "--output-format=json"],
+                               capture_output=True, text=True, timeout=900)
+            job = json.loads(r.stdout)["jobs"][0]["write"]
+            return float(job["bw_bytes"]), "fio write bs=1m end_fsync=1"
+        t0 = time.monotonic()
+        subprocess.run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=%d" % mib,
+                        "conv=fsync", "status=none"], check=True, timeout=900)
+        return mib * 1048576 / (time.monotonic() - t0), "dd bs=1M conv=fsync"
+    except (OSError, ValueError, KeyError, IndexError, subprocess.SubprocessError):
+        return 0.0, "raw write failed"
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def bench_large(a, b, mib, tmp):
     src = os.path.join(tmp, "big.bin")
     with open(src, "wb") as f:
@@ -107,6 +137,12 @@ def bench_large(a, b, mib, tmp):
           "S3 GET of the same file on the same link %.0f MiB/s; ratio %.0f%%   target >= 50%% %s"
           % (mib, took, repl_bps / 1048576, moved >> 20, get_bps / 1048576, ratio * 100,
              "OK" if ratio >= 0.5 else "MISSED"))
+    # the receiver has to write and fsync every byte: B's own disk is the other ceiling
+    disk_bps, how = raw_disk_speed(os.path.dirname(b.data), mib)
+    print("raw disk on B's filesystem, %d MiB write+fsync (%s): %.0f MiB/s; replication / disk "
+          "%.0f%%, replication / S3 GET %.0f%%"
+          % (mib, how, disk_bps / 1048576, 100 * repl_bps / disk_bps if disk_bps else 0,
+             ratio * 100))
     # a re-sent (copy) and a renamed file move no chunk data
     before = worker_bytes(b)
     a.s3.copy_object(Bucket="big", Key="copy.bin", CopySource={"Bucket": "big", "Key": "file.bin"})
@@ -125,7 +161,13 @@ def main():
     ap.add_argument("--changes", type=int, default=200)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--only", default="lag,small,large",
+                    help="comma-separated parts to run: lag, small, large (default: all)")
     o = ap.parse_args()
+    parts = set(x.strip() for x in o.only.split(",") if x.strip())
+    bad = parts - {"lag", "small", "large"}
+    if bad:
+        ap.error("unknown part(s) for --only: %s" % ", ".join(sorted(bad)))
     os.environ.pop("AWS_CA_BUNDLE", None)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         c = Cluster(tmp)
@@ -134,9 +176,12 @@ def main():
             c.link(a, b)
             a.start(peers=[b])
             b.start(peers=[a])
-            bench_lag(a, b, o.changes)
-            bench_small_files(a, b, o.files)
-            bench_large(a, b, o.mib, tmp)
+            if "lag" in parts:
+                bench_lag(a, b, o.changes)
+            if "small" in parts:
+                bench_small_files(a, b, o.files)
+            if "large" in parts:
+                bench_large(a, b, o.mib, tmp)
         finally:
             c.close()
 

@@ -215,6 +215,10 @@ int repl_http(repl_client *cl, const char *method, const char *path, const char 
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, repl_on_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+	/* streamed answers (chunk data) arrive in large reads: a 16 KiB receive
+	 * buffer means a recv and a poll per 16 KiB */
+	if (sink)
+		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, REPL_RECV_BUFFER);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, repl_on_progress);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);

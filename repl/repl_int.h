@@ -22,6 +22,9 @@
 #define REPL_LONGPOLL_MS 10000            /* longest long poll a server grants */
 #define REPL_STALL_SEC 15                 /* a request without progress this long fails */
 #define REPL_CHUNK_MISSING 0xffffffffu    /* length marker: chunk not stored here */
+#ifndef REPL_RECV_BUFFER
+#define REPL_RECV_BUFFER (512L * 1024)    /* libcurl receive buffer for chunk streams */
+#endif
 
 /* ---- HTTP client (client.c) ------------------------------------------------ */
 
@@ -65,13 +68,22 @@ int repl_call_json(repl_client *cl, const char *method, const char *path, const 
 /* ---- steps (sync.c) -------------------------------------------------------- */
 
 /* What one pull step learned, for status. */
-typedef struct repl_pull_state {
+typedef struct repl_pull_state repl_pull_state;
+/* Called from inside a pull step (after the page is read, after each chunk is
+ * stored) so status shows a transfer while it runs. cnt may be NULL. */
+typedef void (*repl_pull_progress_fn)(void *ctx, const repl_pull_state *st,
+				      const repl_counters *cnt);
+struct repl_pull_state {
 	char node[17];          /* the peer's node id */
 	int64_t watermark;      /* the peer's oplog position applied here */
 	int64_t remote_head;
 	int64_t lag_ms;         /* age of the oldest entry not yet applied, 0 if caught up */
 	uint64_t backlog_bytes; /* logical bytes of fetched, not yet applied entries */
-} repl_pull_state;
+	uint64_t fetch_total;   /* chunks the current step lacks (0 when none) */
+	uint64_t fetch_done;    /* of which verified and stored so far */
+	repl_pull_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+};
 
 /* Reads the peer's info (node id, head, horizon, what it applied from us). */
 int repl_peer_info(repl_client *cl, core *c, json_t **out, sl_err *err);

@@ -206,6 +206,17 @@ static void repl_worker_fail(repl_worker *w, const sl_err *err)
 		repl_log(rp, "peer %s: %s (attempt %u)", w->url, err->msg, f);
 }
 
+/* Publishes a pull step's progress while it runs (chunks stored so far). */
+static void repl_worker_progress(void *ctx, const repl_pull_state *st, const repl_counters *cnt)
+{
+	repl_worker *w = ctx;
+	pthread_mutex_lock(&w->rp->lock);
+	w->st = *st;
+	if (cnt)
+		w->total = *cnt;
+	pthread_mutex_unlock(&w->rp->lock);
+}
+
 static void *repl_worker_main(void *arg)
 {
 	repl_worker *w = arg;
@@ -220,7 +231,7 @@ static void *repl_worker_main(void *arg)
 	cl.stop = &rp->stopping;
 	repl_counters cnt = { 0 };
 	cl.cnt = &cnt;
-	repl_pull_state st = { 0 };
+	repl_pull_state st = { .progress = repl_worker_progress, .progress_ctx = w };
 	while (!rp->stopping) {
 		if (!st.node[0]) {
 			json_t *info;
@@ -383,7 +394,7 @@ json_t *repl_status_json(repl *rp)
 		repl_worker *w = &rp->workers[i];
 		int64_t lag_entries = w->st.remote_head - w->st.watermark;
 		json_t *o = json_pack(
-			"{sssssIsIsIsfsIsssIsIsIsIsIsisb}", "url", w->url, "node", w->st.node,
+			"{sssssIsIsIsfsIsssIsIsIsIsIsisbsIsI}", "url", w->url, "node", w->st.node,
 			"watermark", (json_int_t)w->st.watermark, "remote_head",
 			(json_int_t)w->st.remote_head, "lag_entries",
 			(json_int_t)(lag_entries > 0 ? lag_entries : 0), "lag_seconds",
@@ -393,7 +404,8 @@ json_t *repl_status_json(repl *rp)
 			(json_int_t)w->last_ok_ms, "entries", (json_int_t)w->total.entries,
 			"applied", (json_int_t)w->total.applied, "chunk_bytes",
 			(json_int_t)w->total.chunk_bytes, "failures", (int)w->failures, "connected",
-			w->last_ok_ms > 0 && w->failures == 0);
+			w->last_ok_ms > 0 && w->failures == 0, "fetch_done",
+			(json_int_t)w->st.fetch_done, "fetch_total", (json_int_t)w->st.fetch_total);
 		json_array_append_new(workers, o);
 	}
 	json_t *acks = json_array();

@@ -17,73 +17,130 @@
 
 /* ---- chunk stream: [32-byte hash][u32 BE length][data] ... --------------- */
 
+/* Chunk buffers on the receiving side: one being filled from the socket while
+ * up to REPL_RX_DEPTH - 1 complete chunks are hashed and stored by the core's
+ * background threads (core_chunk_put_async), so the SHA-256 of one chunk runs
+ * beside the segment write of another. Memory: REPL_RX_DEPTH * 4 MiB per
+ * fetch, whatever the object size. */
+#ifndef REPL_RX_DEPTH
+#define REPL_RX_DEPTH 3
+#endif
+
 typedef struct repl_chunk_rx {
 	core *c;
 	uint8_t hdr[36];
 	size_t hdr_got;
-	uint8_t *buf;      /* one chunk, CORE_CHUNK_SIZE */
+	uint8_t *bufs[REPL_RX_DEPTH]; /* CORE_CHUNK_SIZE each, allocated on first use */
+	int cur;                      /* the buffer being filled */
 	uint32_t want, got;
 	int in_data;
-	size_t done;
+	size_t done;                  /* chunks of this request verified and stored */
 	repl_counters *cnt;
+	repl_pull_state *st;          /* progress published through st->progress */
 	sl_err err;
 	int failed;
-	/* the previous chunk, stored in the background while this one arrives */
-	core_chunk_job *job;
-	uint8_t *jbuf, *spare;
-	uint8_t jhash[32];
+	/* chunks being stored in the background, oldest first */
+	struct {
+		core_chunk_job *job;
+		int buf;
+		uint32_t len;
+		uint8_t hash[32];
+	} q[REPL_RX_DEPTH];
+	int qhead, qn;
 } repl_chunk_rx;
 
-/* Waits for the chunk being stored in the background and checks that its
- * bytes hashed to the hash the peer named. */
-static int repl_chunk_rx_settle(repl_chunk_rx *x)
+/* Counts one chunk verified and stored, and tells the status. */
+static void repl_chunk_rx_stored(repl_chunk_rx *x, uint32_t len)
 {
-	if (!x->job)
+	x->done++;
+	if (x->cnt) {
+		x->cnt->chunks++;
+		x->cnt->chunk_bytes += len;
+	}
+	if (x->st) {
+		x->st->fetch_done++;
+		if (x->st->progress)
+			x->st->progress(x->st->progress_ctx, x->st, x->cnt);
+	}
+}
+
+/* Waits for the oldest chunk being stored in the background and checks that
+ * its bytes hashed to the hash the peer named. */
+static int repl_chunk_rx_settle_one(repl_chunk_rx *x)
+{
+	if (x->qn == 0)
 		return 0;
+	int i = x->qhead;
 	core_chunkref ref;
 	static const uint8_t hole[32];
-	int rc = core_chunk_job_wait(x->job, &ref, &x->err);
-	x->job = NULL;
-	free(x->spare);
-	x->spare = x->jbuf;
-	x->jbuf = NULL;
-	if (rc == 0 && memcmp(ref.hash, x->jhash, 32) != 0 && memcmp(ref.hash, hole, 32) != 0)
-		rc = sl_err_set(&x->err, SL_ECORRUPT, "received chunk does not match its hash");
+	sl_err e = { 0 };
+	int rc = core_chunk_job_wait(x->q[i].job, &ref, &e);
+	x->q[i].job = NULL;
+	x->qhead = (x->qhead + 1) % REPL_RX_DEPTH;
+	x->qn--;
+	if (rc == 0 && memcmp(ref.hash, x->q[i].hash, 32) != 0 && memcmp(ref.hash, hole, 32) != 0)
+		rc = sl_err_set(&e, SL_ECORRUPT, "received chunk does not match its hash");
 	if (rc < 0) {
+		if (!x->failed)
+			x->err = e;
 		x->failed = 1;
 		return -1;
 	}
+	if (!x->failed)
+		repl_chunk_rx_stored(x, x->q[i].len);
 	return 0;
+}
+
+/* Waits for every chunk in flight (their buffers must outlive the jobs). */
+static int repl_chunk_rx_settle(repl_chunk_rx *x)
+{
+	int rc = 0;
+	while (x->qn > 0)
+		if (repl_chunk_rx_settle_one(x) < 0)
+			rc = -1;
+	return x->failed ? -1 : rc;
+}
+
+/* A buffer neither being filled nor in flight; NULL if out of memory. */
+static int repl_chunk_rx_free_buf(repl_chunk_rx *x)
+{
+	for (int b = 0; b < REPL_RX_DEPTH; b++) {
+		int busy = b == x->cur;
+		for (int k = 0; k < x->qn && !busy; k++)
+			busy = x->q[(x->qhead + k) % REPL_RX_DEPTH].buf == b;
+		if (busy)
+			continue;
+		if (!x->bufs[b] && !(x->bufs[b] = malloc(CORE_CHUNK_SIZE)))
+			return -1;
+		return b;
+	}
+	return -1;
 }
 
 static int repl_chunk_rx_finish(repl_chunk_rx *x)
 {
-	if (repl_chunk_rx_settle(x) < 0)
+	/* keep one buffer free to receive into */
+	if (x->qn == REPL_RX_DEPTH - 1 && repl_chunk_rx_settle_one(x) < 0)
 		return -1;
-	uint8_t *next = x->spare;
-	if (!next && x->want)
-		next = malloc(CORE_CHUNK_SIZE);
-	core_chunk_job *j = next && x->want ? core_chunk_put_async(x->c, x->buf, x->want) : NULL;
-	int rc = 0;
+	int next = x->want ? repl_chunk_rx_free_buf(x) : -1;
+	core_chunk_job *j = next >= 0 ? core_chunk_put_async(x->c, x->bufs[x->cur], x->want)
+				      : NULL;
 	if (j) {
-		/* hash and store it in the background; receive into the other buffer */
-		x->job = j;
-		memcpy(x->jhash, x->hdr, 32);
-		x->jbuf = x->buf;
-		x->buf = next;
-		x->spare = NULL;
+		/* hash and store it in the background; receive into another buffer */
+		int t = (x->qhead + x->qn) % REPL_RX_DEPTH;
+		x->q[t].job = j;
+		x->q[t].buf = x->cur;
+		x->q[t].len = x->want;
+		memcpy(x->q[t].hash, x->hdr, 32);
+		x->qn++;
+		x->cur = next;
 	} else {
-		x->spare = next;
-		rc = core_chunk_ingest(x->c, x->hdr, x->buf, x->want, &x->err);
-	}
-	if (rc < 0) {
-		x->failed = 1;
-		return -1;
-	}
-	x->done++;
-	if (x->cnt) {
-		x->cnt->chunks++;
-		x->cnt->chunk_bytes += x->want;
+		/* no background slot (or an empty chunk): store it here */
+		if (core_chunk_ingest(x->c, x->hdr, x->bufs[x->cur], x->want, &x->err) < 0) {
+			x->failed = 1;
+			return -1;
+		}
+		repl_chunk_rx_stored(x, x->want);
 	}
 	x->in_data = 0;
 	x->hdr_got = 0;
@@ -93,6 +150,8 @@ static int repl_chunk_rx_finish(repl_chunk_rx *x)
 static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 {
 	repl_chunk_rx *x = ctx;
+	if (x->failed)
+		return -1;
 	while (len > 0) {
 		if (!x->in_data) {
 			size_t n = 36 - x->hdr_got < len ? 36 - x->hdr_got : len;
@@ -123,7 +182,7 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 			continue;
 		}
 		size_t n = x->want - x->got < len ? x->want - x->got : len;
-		memcpy(x->buf + x->got, data, n);
+		memcpy(x->bufs[x->cur] + x->got, data, n);
 		x->got += (uint32_t)n;
 		data += n;
 		len -= n;
@@ -134,17 +193,17 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 }
 
 /* Fetches hashes (32 bytes each) from the peer in batches, storing each chunk
- * as it completes: memory is one chunk whatever the batch. */
+ * as it completes: memory is REPL_RX_DEPTH chunks whatever the batch. */
 static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
-			     repl_counters *cnt, sl_err *err)
+			     repl_counters *cnt, repl_pull_state *st, sl_err *err)
 {
 	if (n == 0)
 		return 0;
-	repl_chunk_rx x = { .c = c, .cnt = cnt };
-	x.buf = malloc(CORE_CHUNK_SIZE);
+	repl_chunk_rx x = { .c = c, .cnt = cnt, .st = st };
+	x.bufs[0] = malloc(CORE_CHUNK_SIZE);
 	char *req = malloc(REPL_FETCH_BATCH * 65 + 1);
-	if (!x.buf || !req) {
-		free(x.buf);
+	if (!x.bufs[0] || !req) {
+		free(x.bufs[0]);
 		free(req);
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	}
@@ -163,7 +222,7 @@ static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, si
 		long status;
 		rc = repl_http(cl, "POST", "/v1/repl/chunks", NULL, req, len, repl_chunk_rx_feed, &x,
 			       NULL, 600000L, &status, err);
-		repl_chunk_rx_settle(&x); /* the last chunk of the batch */
+		repl_chunk_rx_settle(&x); /* the last chunks of the batch */
 		if (x.failed) {
 			*err = x.err;
 			rc = x.err.code ? x.err.code : SL_EIO;
@@ -174,8 +233,8 @@ static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, si
 		}
 	}
 	repl_chunk_rx_settle(&x);
-	free(x.buf);
-	free(x.spare);
+	for (int b = 0; b < REPL_RX_DEPTH; b++)
+		free(x.bufs[b]);
 	free(req);
 	return rc;
 }
@@ -259,8 +318,12 @@ long repl_pull_step(repl_client *cl, core *c, int page, int wait_ms, repl_pull_s
 	uint8_t *miss = NULL;
 	size_t nmiss = 0;
 	rc = core_repl_missing(c, bodies, n, &miss, &nmiss, err);
+	st->fetch_total = rc == 0 ? nmiss : 0;
+	st->fetch_done = 0;
+	if (rc == 0 && st->progress)
+		st->progress(st->progress_ctx, st, cnt);
 	if (rc == 0)
-		rc = repl_fetch_chunks(cl, c, miss, nmiss, cnt, err);
+		rc = repl_fetch_chunks(cl, c, miss, nmiss, cnt, st, err);
 	size_t applied = 0;
 	if (rc == 0)
 		rc = core_repl_apply(c, st->node, last, bodies, n, &applied, err);
@@ -271,6 +334,7 @@ long repl_pull_step(repl_client *cl, core *c, int page, int wait_ms, repl_pull_s
 		return rc;
 	st->watermark = last;
 	st->backlog_bytes = 0;
+	st->fetch_total = st->fetch_done = 0;
 	if (st->watermark >= st->remote_head)
 		st->lag_ms = 0;
 	if (cnt) {

@@ -89,6 +89,12 @@ static int px_fsync_dir(const store_io *io, const char *dir)
 	return r;
 }
 
+static int px_writeback(const store_io *io, int fd, off_t off, off_t len)
+{
+	(void)io;
+	return sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE) < 0 ? -errno : 0;
+}
+
 static const store_io posix_io = {
 	.open = px_open,
 	.close = px_close,
@@ -102,6 +108,7 @@ static const store_io posix_io = {
 	.unlink = px_unlink,
 	.fsync_dir = px_fsync_dir,
 	.ctx = NULL,
+	.writeback = px_writeback,
 };
 
 const store_io *store_io_posix(void)

@@ -26,6 +26,10 @@ typedef struct store_io {
 	int (*unlink)(const struct store_io *io, const char *path);
 	int (*fsync_dir)(const struct store_io *io, const char *dir);
 	void *ctx;
+	/* Starts writing [off, off+len) back to disk without waiting for it: a
+	 * hint so that a later fsync has less to do; durability still comes
+	 * only from fsync. May be NULL. */
+	int (*writeback)(const struct store_io *io, int fd, off_t off, off_t len);
 } store_io;
 
 const store_io *store_io_posix(void);

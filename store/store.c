@@ -18,6 +18,8 @@
 
 #include "common/crc32c.h"
 
+#define STORE_WRITEBACK_BYTES (8u << 20) /* appends between writeback hints */
+
 struct store {
 	char *dir;
 	const store_io *io;
@@ -34,6 +36,7 @@ struct store {
 	uint64_t cur_id;
 	uint64_t tail;      /* end of the last record in the open segment */
 	uint64_t synced;    /* bytes of the open segment known durable */
+	uint64_t kicked;    /* bytes of the open segment whose writeback was started */
 	int syncing;        /* fsyncs in flight on cur_fd */
 	int broken;         /* a failed cleanup left the tail unknown: refuse appends */
 	int64_t last_append_ms;
@@ -328,6 +331,7 @@ static int create_locked(store *s, sl_err *err)
 	s->cur_id = id;
 	s->tail = SEG_HEADER_SIZE;
 	s->synced = SEG_HEADER_SIZE;
+	s->kicked = SEG_HEADER_SIZE;
 	s->bytes += SEG_HEADER_SIZE;
 	s->nrecords = 0;
 	return 0;
@@ -374,6 +378,14 @@ int store_append(store *s, int type, const uint8_t *hash, const void *data, uint
 	s->tail = at + need;
 	s->bytes += need;
 	s->nrecords++;
+	/* Start writing large appends back now, so the disk works while the
+	 * writer goes on: otherwise nothing is written until the seal or commit
+	 * fsync (with much RAM, the kernel's own writeback starts only after
+	 * gigabytes), and that fsync then writes it all while appends wait. */
+	if (s->io->writeback && s->tail > s->kicked + STORE_WRITEBACK_BYTES) {
+		s->io->writeback(s->io, s->cur_fd, (off_t)s->kicked, (off_t)(s->tail - s->kicked));
+		s->kicked = s->tail;
+	}
 	s->last_append_ms = now_ms();
 	if (loc)
 		*loc = (store_loc){ s->cur_id, at + SEG_REC_HEADER + extra, len };

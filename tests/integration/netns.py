@@ -4,7 +4,8 @@ What it is: `Cluster` creates one network namespace per host, each with
   - a management veth to the test's own namespace (10.210.N.2, test side
     10.210.N.1) that the test uses for S3 calls, and
   - one veth pair per replication link between two hosts (10.211.L.1/.2),
-    which is what peers use and what `cut()`/`heal()` set down/up;
+    which is what peers use, what `cut()`/`heal()` set down/up and what
+    `shape()` rate-limits (tbf);
 hosts have only their connected routes, so a cut link really partitions.
 Each host runs `seglake serve --data D --mount MNT --peer ...` started with
 `nsenter --net=/run/netns/NAME` (network switched, mount namespace shared, so
@@ -217,6 +218,17 @@ class Cluster:
     def heal(self, a, b):
         for h, dev in self._link_devs(a, b):
             sh("ip", "-n", h.ns, "link", "set", dev, "up")
+
+    def shape(self, a, b, rate="200mbit"):
+        """Limits the a-b link to rate in each direction (tbf qdisc in each namespace),
+        so a transfer takes seconds; unshape() lifts it, deleting the namespace too."""
+        for h, dev in self._link_devs(a, b):
+            sh("tc", "-n", h.ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
+               "burst", "256kb", "latency", "100ms")
+
+    def unshape(self, a, b):
+        for h, dev in self._link_devs(a, b):
+            sh("tc", "-n", h.ns, "qdisc", "del", "dev", dev, "root", check=False)
 
     def close(self):
         errors = []

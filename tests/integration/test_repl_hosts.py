@@ -217,15 +217,30 @@ def test_kill9_mid_transfer_resumes(pair, tmp_path):
     a.s3.put_bucket_versioning(Bucket="vbk", VersioningConfiguration={"Status": "Enabled"})
     wait_for(lambda: b.s3.get_bucket_versioning(Bucket="vbk").get("Status") == "Enabled",
              what="versioning on B")
+    # 100 Mbit/s on the replication link: the 80 MiB below take seconds to cross it,
+    # so the kill lands in the middle (the S3 writes use the management link)
+    c.shape(a, b, "100mbit")
     blobs = {"big%d" % i: os.urandom(40 * 1024 * 1024) for i in range(2)}
     for k, v in blobs.items():
         a.s3.put_object(Bucket="vbk", Key=k, Body=v)
     for i in range(20):
         a.s3.put_object(Bucket="vbk", Key="small%02d" % i, Body=b"s%d" % i)
-    # B is pulling now: kill it hard in the middle
-    wait_for(lambda: b.status()["workers"][0]["chunk_bytes"] > 0, timeout=20, interval=0.02,
-             what="B to start fetching")
+
+    # B's own progress: some chunks of the step stored, several still to come
+    def under_way():
+        w = b.status()["workers"][0]
+        return w if 2 <= w["fetch_done"] and w["fetch_total"] - w["fetch_done"] >= 3 else None
+    w = wait_for(under_way, timeout=30, interval=0.02, what="B to be mid-transfer")
     b.kill9()
+    assert w["watermark"] < w["remote_head"], w
+    assert 0 < w["chunk_bytes"] < sum(len(v) for v in blobs.values()), w
+    # and B's committed state (read from its data dir while it is down) lacks
+    # what was in flight: the kill really came before the transfer finished
+    listed = b.cli("ls", "vbk", "--data", b.data).stdout.split()
+    have = [k for k in blobs if k in listed]
+    assert len(have) < len(blobs), (have, w)
+
+    c.unshape(a, b)
     b.start()
     wait_same(a, b, timeout=90)
     for h in (a, b):
