@@ -2,11 +2,12 @@
  * checksum.c - S3 additional checksums (CRC32, CRC32C, CRC64NVME, SHA1,
  * SHA256) and their base64 wire form. See checksum.h. Not here: MD5/ETag.
  *
- * The CRC32C table is built by the preprocessor and the CRC64NVME slicing
- * tables are generated (crc64_table.h): no run-time init, no mutable
- * globals. CRC32C uses the SSE4.2 crc32 instruction when the CPU has it.
+ * CRC32C is common/crc32c.c (the segment record checksum too). The
+ * CRC64NVME slicing tables are generated (crc64_table.h): no run-time init.
  */
 #include "auth/checksum.h"
+
+#include "common/crc32c.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,26 +15,10 @@
 #include <strings.h>
 #include <zlib.h>
 
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-#endif
-
-/* ---- compile-time CRC tables ------------------------------------------------ */
+/* ---- CRC polynomials (reflected) -------------------------------------------- */
 
 #define CRC32C_POLY 0x82F63B78u
 #define CRC64_POLY 0x9A6C9329AC4BC9B5ull
-
-/* One reflected shift step; the argument appears once per level so the
- * expansion of 8 steps stays small. */
-#define C32_1(c) (((c) >> 1) ^ (CRC32C_POLY & (0u - ((c)&1u))))
-#define C32_8(c) C32_1(C32_1(C32_1(C32_1(C32_1(C32_1(C32_1(C32_1((uint32_t)(c)))))))))
-
-#define T4(F, n) F(n), F((n) + 1), F((n) + 2), F((n) + 3)
-#define T16(F, n) T4(F, n), T4(F, (n) + 4), T4(F, (n) + 8), T4(F, (n) + 12)
-#define T64(F, n) T16(F, n), T16(F, (n) + 16), T16(F, (n) + 32), T16(F, (n) + 48)
-#define T256(F) T64(F, 0), T64(F, 64), T64(F, 128), T64(F, 192)
-
-static const uint32_t crc32c_table[256] = {T256(C32_8)};
 
 #include "auth/crc64_table.h"
 
@@ -52,45 +37,9 @@ uint32_t checksum_crc32(uint32_t crc, const void *data, size_t len)
 	return crc;
 }
 
-static uint32_t crc32c_soft(uint32_t crc, const unsigned char *p, size_t len)
-{
-	while (len--)
-		crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return crc;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc,
-							     const unsigned char *p,
-							     size_t len)
-{
-	uint64_t c = crc;
-	while (len > 0 && ((uintptr_t)p & 7)) {
-		c = _mm_crc32_u8((uint32_t)c, *p++);
-		len--;
-	}
-	while (len >= 8) {
-		uint64_t v;
-		memcpy(&v, p, 8);
-		c = _mm_crc32_u64(c, v);
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		c = _mm_crc32_u8((uint32_t)c, *p++);
-	return (uint32_t)c;
-}
-#endif
-
 uint32_t checksum_crc32c(uint32_t crc, const void *data, size_t len)
 {
-	const unsigned char *p = data;
-	crc = ~crc;
-#if defined(__x86_64__)
-	if (__builtin_cpu_supports("sse4.2"))
-		return ~crc32c_hw(crc, p, len);
-#endif
-	return ~crc32c_soft(crc, p, len);
+	return sl_crc32c(crc, data, len);
 }
 
 /* Exposed to the unit test through the same symbol family (not in the header):
@@ -98,7 +47,7 @@ uint32_t checksum_crc32c(uint32_t crc, const void *data, size_t len)
 uint32_t checksum_crc32c_soft(uint32_t crc, const void *data, size_t len);
 uint32_t checksum_crc32c_soft(uint32_t crc, const void *data, size_t len)
 {
-	return ~crc32c_soft(~crc, data, len);
+	return sl_crc32c_soft(crc, data, len);
 }
 
 uint64_t checksum_crc64nvme(uint64_t crc, const void *data, size_t len)

@@ -106,6 +106,21 @@ static void test_incremental(void)
 			    checksum_crc32c_soft(0, buf + off, len))
 				same = 0;
 	CHECK(same);
+	/* lengths around the three-stream windows (3 x 4096 bytes) of the fast
+	 * path, at odd offsets, and long random ones */
+	size_t lens[] = {12287, 12288, 12289, 24575, 24576, 24583, 36864 + 5, 99999 - 16};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		for (size_t off = 0; off < 16; off += 5)
+			if (checksum_crc32c(0, buf + off, lens[i]) !=
+			    checksum_crc32c_soft(0, buf + off, lens[i]))
+				same = 0;
+	for (int r = 0; r < 50; r++) {
+		size_t off = rnd() % 64, len = rnd() % (n - 64);
+		uint32_t seed = (uint32_t)rnd();
+		if (checksum_crc32c(seed, buf + off, len) != checksum_crc32c_soft(seed, buf + off, len))
+			same = 0;
+	}
+	CHECK(same);
 	CHECK(checksum_crc32c(0x1234, buf, n) == checksum_crc32c_soft(0x1234, buf, n));
 	free(buf);
 }
