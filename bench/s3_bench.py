@@ -53,6 +53,19 @@ def wait_port(port, proc, what, timeout=20):
     sys.exit("%s did not start" % what)
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds the process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_gib(cpu, result, size):
+    """CPU seconds per GiB moved by one s3bench run."""
+    gib = result["ops"] * size / float(1 << 30)
+    return cpu / gib if gib else 0.0
+
+
 def vmhwm(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -144,10 +157,14 @@ http {
                  "--min-ops", "1", "--prefix", "obj-%d" % size] + common)
             for c in [int(x) for x in a.conc.split(",")]:
                 base = ["--size", str(size), "--concurrency", str(c), "--seconds", str(a.seconds)]
+                t0 = cpu_seconds(srv.pid)
                 put = run(["--op", "put", "--prefix", "p%d-c%d" % (size, c)] + base + common)
+                put_cpu = cpu_seconds(srv.pid) - t0
                 peak = max(peak, vmhwm(srv.pid))
                 dsk = run(["--op", "disk", "--dir", disk] + base)
+                t0 = cpu_seconds(srv.pid)
                 get = run(["--op", "get", "--key", "obj-%d-t0-0" % size] + base + common)
+                get_cpu = cpu_seconds(srv.pid) - t0
                 peak = max(peak, vmhwm(srv.pid))
                 ngx_r = run(["--op", "url", "--url", "http://127.0.0.1:%d/obj-%d" % (nport, size)]
                             + base)
@@ -157,6 +174,11 @@ http {
                           sz, c, put["mib_per_s"], put["ops_per_s"], dsk["mib_per_s"],
                           dsk["ops_per_s"], get["mib_per_s"], get["ops_per_s"],
                           ngx_r["mib_per_s"], ngx_r["ops_per_s"]), flush=True)
+                if size >= 64 * 1024 * 1024:
+                    # the daemon's own CPU per GiB moved: steadier than MiB/s
+                    # when other work shares the cores
+                    print("      server CPU: PUT %.2f s/GiB, GET %.2f s/GiB" % (
+                        per_gib(put_cpu, put, size), per_gib(get_cpu, get, size)), flush=True)
                 if put["errors"] or get["errors"]:
                     print("   errors: put %d get %d (%s %s)" % (
                         put["errors"], get["errors"], put["last_error"], get["last_error"]))

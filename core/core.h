@@ -275,6 +275,29 @@ int core_list(core *c, const char *bucket, const core_list_opts *opts, core_list
 	      sl_err *err);
 void core_list_result_clear(core_list_result *r);
 
+/* What a name is, for a file system view of a bucket: the object `key`
+ * (latest version live, not a delete marker) and the directory `key` + "/"
+ * (a marker object "key/" or any live key under that prefix). Two point
+ * lookups on the current-version index (want chooses which), no listing. */
+enum core_name_want {
+	CORE_NAME_FILE = 1,
+	CORE_NAME_DIR = 2,
+};
+
+typedef struct core_name_info {
+	int is_file;        /* the object key exists: file filled */
+	int is_dir;         /* some live key starts with key + "/" */
+	int has_marker;     /* the object key + "/" exists: marker filled */
+	core_objinfo file;
+	core_objinfo marker;
+} core_name_info;
+
+/* 0 (whatever was found, possibly nothing), SL_ENOBUCKET, or another error.
+ * key is the name without the trailing "/": 1 to CORE_MAX_KEY - 1 bytes. */
+int core_name_stat(core *c, const char *bucket, const char *key, int want,
+		   core_name_info *out, sl_err *err);
+void core_name_info_clear(core_name_info *ni);
+
 /* ---- multipart uploads --------------------------------------------------- */
 
 typedef struct core_part {

@@ -14,6 +14,9 @@
 #include "meta/meta.h"
 #include "store/store.h"
 
+/* chunks (and chunk-sized buffers) in the background at once, process-wide */
+#define CORE_ASYNC_MAX 4
+
 struct core {
 	char *dir;
 	int lockfd;
@@ -48,6 +51,10 @@ struct core {
 	int njthreads;
 	int jstop;
 	int jinflight; /* jobs queued or running, bounded by CORE_ASYNC_MAX */
+	int jreadahead; /* reader read-ahead buffers held, bounded by CORE_ASYNC_MAX */
+	/* idle CORE_CHUNK_SIZE buffers kept for reuse (core_chunkbuf_get) */
+	void *jbufs[CORE_ASYNC_MAX];
+	int njbufs;
 
 	/* oplog followers */
 	pthread_mutex_t omu;
@@ -72,7 +79,6 @@ struct core_txn {
 	core_txn *next;
 };
 
-#define CORE_ASYNC_MAX 4
 void core_jobs_start(core *c);
 void core_jobs_stop(core *c);
 

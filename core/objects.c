@@ -7,6 +7,7 @@
 #include "core/core_internal.h"
 #include "core/maint.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -640,12 +641,40 @@ int core_put_chunks(core *c, const char *bucket, const char *key, const core_chu
 
 /* ---- streaming writer ----------------------------------------------------------- */
 
+/*
+ * A writer runs a three-stage pipeline. The caller only copies into the chunk
+ * buffer it fills. Each full chunk then goes to the background twice at once:
+ * a store job (SHA-256, dedupe, append) on the chunk workers, and the writer's
+ * MD5 task, which digests the queued chunks strictly in order (the ETag covers
+ * the object bytes in sequence). A chunk's buffer is reused once both are
+ * done. At most WRITER_DEPTH chunks per writer are in the background, and
+ * store jobs also count against CORE_ASYNC_MAX for the whole process; with no
+ * capacity a chunk is digested and stored on the caller's thread, so memory
+ * stays bounded either way. Short last chunks stay on the caller's thread too,
+ * which keeps small puts free of thread hand-offs.
+ */
+#define WRITER_DEPTH 3
+#define WRITER_ASYNC_MIN (128u * 1024) /* smaller last chunks are stored inline */
+
+static int core_task_run(core *c, void (*fn)(void *), void *arg);
+static void *core_chunkbuf_get(core *c);
+static void core_chunkbuf_put(core *c, void *buf);
+
+typedef struct writer_slot {
+	uint8_t *buf;
+	size_t cap;          /* of buf: a short last chunk may sit in a smaller one */
+	uint32_t len;
+	size_t idx;          /* chunk number in w->ch */
+	core_chunk_job *job; /* the store job */
+	int md5ed;           /* under w->mu */
+} writer_slot;
+
 struct core_writer {
 	core *c;
 	char *bucket, *key;
 	uint8_t *buf;
 	size_t cap, fill;
-	MD5_CTX md5;
+	MD5_CTX md5; /* the MD5 task's while md5_busy, else the caller's */
 	uint8_t md5_final[16];
 	int md5_done;
 	uint64_t size;
@@ -655,10 +684,13 @@ struct core_writer {
 	/* multipart part writers */
 	char upload_id[40];
 	int part;
-	/* one full chunk may be stored in the background while the next fills */
-	core_chunk_job *job;
-	size_t job_idx;
-	uint8_t *job_buf, *spare;
+	/* background chunks, oldest at qhead; mu/cv guard md5ed and md5_busy */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	writer_slot q[WRITER_DEPTH];
+	size_t qhead, qn;
+	int md5_busy; /* an MD5 task is queued or running */
+	uint8_t *spare;
 };
 
 static int writer_new(core *c, const char *bucket, const char *key, core_writer **out,
@@ -668,6 +700,8 @@ static int writer_new(core *c, const char *bucket, const char *key, core_writer 
 	if (!w)
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	w->c = c;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
 	w->bucket = strdup(bucket);
 	w->key = strdup(key);
 	MD5_Init(&w->md5);
@@ -695,25 +729,113 @@ int core_put_begin(core *c, const char *bucket, const char *key, core_writer **o
 	return writer_new(c, bucket, key, out, err);
 }
 
-static int writer_wait_job(core_writer *w, sl_err *err)
+/* The MD5 task: digests queued chunks in order until none is left. */
+static void writer_md5_task(void *arg)
 {
-	if (!w->job)
-		return 0;
-	int rc = core_chunk_job_wait(w->job, &w->ch[w->job_idx], err);
-	w->job = NULL;
-	free(w->spare);
-	w->spare = w->job_buf; /* reused by the next background chunk */
-	w->job_buf = NULL;
+	core_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		writer_slot *s = NULL;
+		for (size_t i = 0; i < w->qn && !s; i++) {
+			writer_slot *t = &w->q[(w->qhead + i) % WRITER_DEPTH];
+			if (!t->md5ed)
+				s = t;
+		}
+		if (!s)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		MD5_Update(&w->md5, s->buf, s->len);
+		pthread_mutex_lock(&w->mu);
+		s->md5ed = 1;
+		pthread_cond_broadcast(&w->cv);
+	}
+	w->md5_busy = 0;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits for the oldest background chunk: its ref, its MD5, its buffer back. */
+static int writer_retire(core_writer *w, sl_err *err)
+{
+	assert(w->qn > 0);
+	writer_slot *s = &w->q[w->qhead];
+	int rc = core_chunk_job_wait(s->job, &w->ch[s->idx], err);
+	s->job = NULL;
+	pthread_mutex_lock(&w->mu);
+	while (!s->md5ed)
+		pthread_cond_wait(&w->cv, &w->mu);
+	w->qhead = (w->qhead + 1) % WRITER_DEPTH;
+	w->qn--;
+	pthread_mutex_unlock(&w->mu);
+	if (s->cap != CORE_CHUNK_SIZE)
+		free(s->buf);
+	else if (!w->spare)
+		w->spare = s->buf;
+	else
+		core_chunkbuf_put(w->c, s->buf);
+	s->buf = NULL;
 	return rc;
 }
 
-/* Stores the filled buffer as the next chunk; a full chunk in the middle of
- * the stream goes to the background when there is capacity, so hashing and
- * writing it overlap with filling (and MD5-ing) the next one. */
+/* Waits for every background chunk and the MD5 task: w->md5 is the caller's
+ * again. Collects all results even after a failure; returns the first. */
+static int writer_drain(core_writer *w, sl_err *err)
+{
+	int rc = 0;
+	while (w->qn > 0) {
+		int r = writer_retire(w, rc < 0 ? NULL : err);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->md5_busy)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+/* Queues the filled buffer as chunk idx; 1 if it went to the background,
+ * 0 if there was no capacity (nothing changed), < 0 on error. */
+static int writer_queue(core_writer *w, size_t idx, sl_err *err)
+{
+	if (w->qn == WRITER_DEPTH) {
+		int rc = writer_retire(w, err);
+		if (rc < 0)
+			return rc;
+	}
+	uint8_t *next = w->spare ? w->spare : core_chunkbuf_get(w->c);
+	w->spare = NULL;
+	core_chunk_job *j = next ? core_chunk_put_async(w->c, w->buf, (uint32_t)w->fill) : NULL;
+	if (!j) {
+		core_chunkbuf_put(w->c, next); /* no capacity: keep memory to one buffer */
+		return 0;
+	}
+	writer_slot *s = &w->q[(w->qhead + w->qn) % WRITER_DEPTH];
+	s->buf = w->buf;
+	s->cap = w->cap;
+	s->len = (uint32_t)w->fill;
+	s->idx = idx;
+	s->job = j;
+	s->md5ed = 0;
+	pthread_mutex_lock(&w->mu);
+	w->qn++;
+	int start = !w->md5_busy;
+	w->md5_busy = 1;
+	pthread_mutex_unlock(&w->mu);
+	if (start && core_task_run(w->c, writer_md5_task, w) < 0)
+		writer_md5_task(w); /* no worker: digest here, still in order */
+	w->buf = next;
+	w->cap = CORE_CHUNK_SIZE;
+	return 1;
+}
+
+/* Stores the filled buffer as the next chunk, in the background when there is
+ * capacity (see above), else on the caller's thread after the chunks before
+ * it are digested. */
 static int writer_flush(core_writer *w, int last, sl_err *err)
 {
 	if (w->fill == 0)
-		return writer_wait_job(w, err);
+		return 0;
 	if (w->n == w->capch) {
 		size_t cap = w->capch ? w->capch * 2 : 8;
 		core_chunkref *p = realloc(w->ch, cap * sizeof(*p));
@@ -722,28 +844,25 @@ static int writer_flush(core_writer *w, int last, sl_err *err)
 		w->ch = p;
 		w->capch = cap;
 	}
-	int rc = writer_wait_job(w, err);
-	if (rc < 0)
-		return rc;
 	size_t idx = w->n;
-	if (!last && w->fill == CORE_CHUNK_SIZE) {
-		uint8_t *next = w->spare ? w->spare : malloc(CORE_CHUNK_SIZE);
-		core_chunk_job *j = next ? core_chunk_put_async(w->c, w->buf, (uint32_t)w->fill)
-					 : NULL;
-		if (j) {
-			w->job = j;
-			w->job_idx = idx;
-			w->job_buf = w->buf;
-			w->buf = next;
-			w->cap = CORE_CHUNK_SIZE;
-			w->spare = NULL;
+	if (w->fill == CORE_CHUNK_SIZE || (last && w->fill >= WRITER_ASYNC_MIN)) {
+		int rc = writer_queue(w, idx, err);
+		if (rc == 0 && w->qn > 0) { /* make room by waiting for our oldest */
+			if ((rc = writer_retire(w, err)) == 0)
+				rc = writer_queue(w, idx, err);
+		}
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
 			w->n++;
 			w->fill = 0;
 			return 0;
 		}
-		free(next); /* no capacity: keep memory to one buffer */
-		w->spare = NULL;
 	}
+	int rc = writer_drain(w, err);
+	if (rc < 0)
+		return rc;
+	MD5_Update(&w->md5, w->buf, w->fill);
 	rc = core_chunk_put(w->c, w->buf, (uint32_t)w->fill, &w->ch[idx], err);
 	if (rc < 0)
 		return rc;
@@ -762,7 +881,6 @@ int core_put_write(core_writer *w, const void *buf, size_t len, sl_err *err)
 						     " bytes",
 				  w->c->max_object);
 	}
-	MD5_Update(&w->md5, buf, len);
 	w->size += len;
 	const uint8_t *p = buf;
 	while (len > 0) {
@@ -802,22 +920,40 @@ uint64_t core_writer_size(const core_writer *w)
 	return w->size;
 }
 
+/* The digest of what is written so far: the queued chunks and the bytes
+ * still in the fill buffer. Waits for the MD5 task. */
 void core_writer_md5(const core_writer *w, uint8_t out[16])
 {
+	core_writer *mw = (core_writer *)w; /* only the lock and the wait */
+	pthread_mutex_lock(&mw->mu);
+	for (;;) {
+		int pending = mw->md5_busy;
+		for (size_t i = 0; i < mw->qn; i++)
+			pending |= !mw->q[(mw->qhead + i) % WRITER_DEPTH].md5ed;
+		if (!pending)
+			break;
+		pthread_cond_wait(&mw->cv, &mw->mu);
+	}
+	pthread_mutex_unlock(&mw->mu);
 	MD5_CTX m = w->md5;
+	if (w->fill)
+		MD5_Update(&m, w->buf, w->fill);
 	MD5_Final(out, &m);
 }
 
-/* Flushes the last chunk and finalises the MD5. */
+/* Flushes the last chunk, waits for the background and finalises the MD5. */
 static int writer_finish(core_writer *w, const uint8_t *content_md5, sl_err *err)
 {
 	if (w->failed)
 		return sl_err_set(err, SL_EINVAL, "writer already failed");
 	int rc = writer_flush(w, 1, err);
+	int r2 = writer_drain(w, rc < 0 ? NULL : err);
 	if (rc == 0)
-		rc = writer_wait_job(w, err);
-	if (rc < 0)
+		rc = r2;
+	if (rc < 0) {
+		w->failed = 1;
 		return rc;
+	}
 	MD5_Final(w->md5_final, &w->md5);
 	w->md5_done = 1;
 	if (content_md5 && memcmp(content_md5, w->md5_final, 16) != 0)
@@ -848,19 +984,29 @@ void core_put_abort(core_writer *w)
 {
 	if (!w)
 		return;
-	if (w->job)
-		writer_wait_job(w, NULL); /* the worker still reads its buffer */
-	free(w->spare);
-	free(w->job_buf);
+	writer_drain(w, NULL); /* the workers still read its buffers */
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	core_chunkbuf_put(w->c, w->spare);
 	free(w->bucket);
 	free(w->key);
-	free(w->buf);
+	if (w->cap == CORE_CHUNK_SIZE)
+		core_chunkbuf_put(w->c, w->buf);
+	else
+		free(w->buf);
 	free(w->ch);
 	free(w);
 }
 
 /* ---- reading -------------------------------------------------------------------- */
 
+/*
+ * A reader holds the chunk it serves from in buf. Read sequentially, it also
+ * reads the next chunk ahead into pbuf on a chunk worker while the caller
+ * sends the current one. The second buffer exists only while the reader holds
+ * one of the CORE_ASYNC_MAX read-ahead slots, so memory stays bounded for the
+ * whole process; without a slot the reader reads on the caller's thread.
+ */
 struct core_reader {
 	core *c;
 	core_chunkref *ch;
@@ -870,6 +1016,15 @@ struct core_reader {
 	ssize_t loaded; /* chunk index held in buf, -1 none */
 	uint8_t *buf;
 	size_t cap;
+	/* read-ahead; mu/cv guard pf_busy, pf_rc */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *pbuf;
+	size_t pcap;
+	ssize_t pf_idx; /* chunk being read or held in pbuf, -1 none */
+	int pf_busy;    /* a task is reading into pbuf */
+	int pf_rc;
+	int slot;       /* holds a background slot (and so may keep pbuf) */
 };
 
 int core_head(core *c, const char *bucket, const char *key, const char *version_id,
@@ -941,9 +1096,12 @@ int core_get_open(core *c, const char *bucket, const char *key, const char *vers
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	rd->c = c;
 	rd->loaded = -1;
+	rd->pf_idx = -1;
+	pthread_mutex_init(&rd->mu, NULL);
+	pthread_cond_init(&rd->cv, NULL);
 	int rc = core_get_chunks(c, bucket, key, version_id, info, &rd->ch, &rd->n, err);
 	if (rc < 0) {
-		free(rd);
+		core_reader_free(rd);
 		if (rc == SL_ENOKEY && info && info->delete_marker == 0) {
 			/* tell the caller when the latest version is a delete marker */
 			core_objinfo tmp = { 0 };
@@ -973,11 +1131,99 @@ int core_get_open(core *c, const char *bucket, const char *key, const char *vers
 	return 0;
 }
 
-static int reader_load(core_reader *rd, size_t i, sl_err *err)
+static int core_slot_get(core *c);
+static void core_slot_put(core *c);
+
+static void reader_prefetch_task(void *arg)
+{
+	core_reader *rd = arg;
+	sl_err e = { 0 };
+	int rc = chunk_read_whole(rd->c, &rd->ch[rd->pf_idx], rd->pbuf, &e);
+	pthread_mutex_lock(&rd->mu);
+	rd->pf_rc = rc;
+	rd->pf_busy = 0;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+}
+
+/* Waits for a read-ahead in flight; pbuf is the caller's again. */
+static void reader_prefetch_wait(core_reader *rd)
+{
+	pthread_mutex_lock(&rd->mu);
+	while (rd->pf_busy)
+		pthread_cond_wait(&rd->cv, &rd->mu);
+	pthread_mutex_unlock(&rd->mu);
+}
+
+/* Drops the second buffer and gives its slot back. */
+static void reader_prefetch_release(core_reader *rd)
+{
+	reader_prefetch_wait(rd);
+	if (rd->pcap == CORE_CHUNK_SIZE)
+		core_chunkbuf_put(rd->c, rd->pbuf);
+	else
+		free(rd->pbuf);
+	rd->pbuf = NULL;
+	rd->pcap = 0;
+	rd->pf_idx = -1;
+	if (rd->slot) {
+		core_slot_put(rd->c);
+		rd->slot = 0;
+	}
+}
+
+/* Starts reading chunk i into pbuf in the background, if a slot is free. */
+static void reader_prefetch(core_reader *rd, size_t i)
+{
+	if (i >= rd->n || rd->ch[i].len == 0) {
+		reader_prefetch_release(rd);
+		return;
+	}
+	if (!rd->slot && !(rd->slot = core_slot_get(rd->c)))
+		return;
+	if (rd->pcap < rd->ch[i].len) {
+		free(rd->pbuf); /* only a smaller one than a whole chunk */
+		rd->pbuf = core_chunkbuf_get(rd->c);
+		rd->pcap = rd->pbuf ? CORE_CHUNK_SIZE : 0;
+		if (!rd->pbuf) {
+			reader_prefetch_release(rd);
+			return;
+		}
+	}
+	rd->pf_idx = (ssize_t)i;
+	rd->pf_busy = 1;
+	if (core_task_run(rd->c, reader_prefetch_task, rd) < 0) {
+		rd->pf_busy = 0;
+		reader_prefetch_release(rd);
+	}
+}
+
+/* Makes chunk i the one in buf. ahead: the caller reads sequentially, so
+ * chunk i + 1 is read ahead. */
+static int reader_load(core_reader *rd, size_t i, int ahead, sl_err *err)
 {
 	if ((ssize_t)i == rd->loaded)
 		return 0;
 	core_chunkref *ref = &rd->ch[i];
+	if (rd->pf_idx >= 0) {
+		reader_prefetch_wait(rd);
+		if (rd->pf_idx == (ssize_t)i && rd->pf_rc == 0) {
+			uint8_t *t = rd->buf;
+			size_t tc = rd->cap;
+			rd->buf = rd->pbuf;
+			rd->cap = rd->pcap;
+			rd->pbuf = t;
+			rd->pcap = tc;
+			rd->pf_idx = -1;
+			rd->loaded = (ssize_t)i;
+			if (ahead)
+				reader_prefetch(rd, i + 1);
+			else
+				reader_prefetch_release(rd);
+			return 0;
+		}
+		rd->pf_idx = -1; /* not the chunk wanted, or failed: read it here */
+	}
 	if (rd->cap < ref->len) {
 		uint8_t *nb = realloc(rd->buf, ref->len);
 		if (!nb)
@@ -990,6 +1236,10 @@ static int reader_load(core_reader *rd, size_t i, sl_err *err)
 	if (rc < 0)
 		return rc;
 	rd->loaded = (ssize_t)i;
+	if (ahead)
+		reader_prefetch(rd, i + 1);
+	else if (rd->slot)
+		reader_prefetch_release(rd);
 	return 0;
 }
 
@@ -1015,7 +1265,12 @@ ssize_t core_read_at(core_reader *rd, void *buf, size_t len, uint64_t off, sl_er
 		uint64_t from = off + done;
 		if (from >= ce)
 			continue;
-		int rc = reader_load(rd, i, err);
+		/* looks sequential: the chunk after the one held, or a read
+		 * from a chunk's start that takes at least a quarter of it */
+		int ahead = i + 1 < rd->n &&
+			    ((rd->loaded >= 0 && (size_t)rd->loaded + 1 == i) ||
+			     (from == cs && (uint64_t)(len - done) * 4 >= ce - cs));
+		int rc = reader_load(rd, i, ahead, err);
 		if (rc < 0)
 			return rc;
 		size_t take = (size_t)(ce - from);
@@ -1031,9 +1286,15 @@ void core_reader_free(core_reader *rd)
 {
 	if (!rd)
 		return;
+	reader_prefetch_release(rd); /* a worker may still fill pbuf */
+	pthread_mutex_destroy(&rd->mu);
+	pthread_cond_destroy(&rd->cv);
 	free(rd->ch);
 	free(rd->offs);
-	free(rd->buf);
+	if (rd->cap == CORE_CHUNK_SIZE)
+		core_chunkbuf_put(rd->c, rd->buf);
+	else
+		free(rd->buf);
 	free(rd);
 }
 
@@ -1813,6 +2074,8 @@ void core_uploads_free(core_upload *u, size_t n)
 
 struct core_chunk_job {
 	core *c;
+	void (*task)(void *); /* a core_task_run task: run, then freed */
+	void *arg;
 	const void *buf;
 	uint32_t len;
 	core_chunkref ref;
@@ -1836,6 +2099,12 @@ static void *job_worker(void *arg)
 		if (!c->jhead)
 			c->jtail = NULL;
 		pthread_mutex_unlock(&c->jmu);
+		if (j->task) {
+			j->task(j->arg);
+			free(j);
+			pthread_mutex_lock(&c->jmu);
+			continue;
+		}
 		sl_err_clear(&j->err);
 		j->rc = core_chunk_put(c, j->buf, j->len, &j->ref, &j->err);
 		pthread_mutex_lock(&c->jmu);
@@ -1864,6 +2133,8 @@ void core_jobs_stop(core *c)
 	for (int i = 0; i < c->njthreads; i++)
 		pthread_join(c->jthreads[i], NULL);
 	c->njthreads = 0;
+	while (c->njbufs > 0)
+		free(c->jbufs[--c->njbufs]);
 	pthread_mutex_destroy(&c->jmu);
 	pthread_cond_destroy(&c->jcv);
 }
@@ -1893,6 +2164,83 @@ core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
 	pthread_cond_broadcast(&c->jcv);
 	pthread_mutex_unlock(&c->jmu);
 	return j;
+}
+
+/* A CORE_CHUNK_SIZE buffer, from the idle ones when there is one: reusing
+ * them spares the page faults of fresh memory for every object. */
+static void *core_chunkbuf_get(core *c)
+{
+	void *b = NULL;
+	pthread_mutex_lock(&c->jmu);
+	if (c->njbufs > 0)
+		b = c->jbufs[--c->njbufs];
+	pthread_mutex_unlock(&c->jmu);
+	return b ? b : malloc(CORE_CHUNK_SIZE);
+}
+
+/* Gives a CORE_CHUNK_SIZE buffer back; at most CORE_ASYNC_MAX stay idle. */
+static void core_chunkbuf_put(core *c, void *buf)
+{
+	if (!buf)
+		return;
+	pthread_mutex_lock(&c->jmu);
+	if (c->njthreads > 0 && !c->jstop && c->njbufs < CORE_ASYNC_MAX) {
+		c->jbufs[c->njbufs++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&c->jmu);
+	free(buf);
+}
+
+/* Takes one of the CORE_ASYNC_MAX read-ahead slots (a second chunk buffer
+ * for a reader; kept apart from the store jobs' slots, so slow downloads
+ * never hold up writers); 1 if taken, 0 if none is free. */
+static int core_slot_get(core *c)
+{
+	int got = 0;
+	pthread_mutex_lock(&c->jmu);
+	if (c->njthreads > 0 && c->jreadahead < CORE_ASYNC_MAX && !c->jstop) {
+		c->jreadahead++;
+		got = 1;
+	}
+	pthread_mutex_unlock(&c->jmu);
+	return got;
+}
+
+static void core_slot_put(core *c)
+{
+	pthread_mutex_lock(&c->jmu);
+	c->jreadahead--;
+	pthread_mutex_unlock(&c->jmu);
+}
+
+/* Runs fn(arg) on a chunk worker, after the jobs queued before it; not
+ * counted against CORE_ASYNC_MAX (tasks hold no buffers of their own).
+ * Returns -1 when there is no worker. */
+static int core_task_run(core *c, void (*fn)(void *), void *arg)
+{
+	if (c->njthreads == 0)
+		return -1;
+	core_chunk_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->c = c;
+	j->task = fn;
+	j->arg = arg;
+	pthread_mutex_lock(&c->jmu);
+	if (c->jstop) {
+		pthread_mutex_unlock(&c->jmu);
+		free(j);
+		return -1;
+	}
+	if (c->jtail)
+		c->jtail->next = j;
+	else
+		c->jhead = j;
+	c->jtail = j;
+	pthread_cond_broadcast(&c->jcv);
+	pthread_mutex_unlock(&c->jmu);
+	return 0;
 }
 
 int core_chunk_job_wait(core_chunk_job *j, core_chunkref *ref, sl_err *err)

@@ -242,6 +242,8 @@ void s3d_op_put_object(s3d_req *r)
 
 /* ---- GetObject / HeadObject ------------------------------------------------- */
 
+#define S3D_GET_BLOCK (512u * 1024) /* GET body bytes produced per MHD callback */
+
 typedef struct s3d_seg {
 	uint64_t off, len; /* object bytes, or the length of text */
 	char *text;        /* literal bytes (multipart headers) when non-NULL */
@@ -601,8 +603,11 @@ void s3d_op_get_object(s3d_req *r, int head)
 			resp = MHD_create_response_from_callback(total, 4096, s3d_no_body, NULL, NULL);
 			s3d_stream_free(st);
 		} else {
-			resp = MHD_create_response_from_callback(total, S3D_IO_BLOCK, s3d_stream_read,
-								 st, s3d_stream_free);
+			/* large blocks: fewer callbacks and send calls per object */
+			size_t blk = total < S3D_GET_BLOCK ? (size_t)total : S3D_GET_BLOCK;
+			resp = MHD_create_response_from_callback(total, blk < 4096 ? 4096 : blk,
+								 s3d_stream_read, st,
+								 s3d_stream_free);
 			if (!resp)
 				s3d_stream_free(st);
 		}

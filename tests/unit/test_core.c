@@ -195,6 +195,72 @@ static void test_put_get(void)
 	CHECK(core_put_commit(w, &pbad, NULL, &err) == SL_EINVAL);
 }
 
+/* Streaming writers and readers with background chunks: several writers at
+ * once (more chunks than the process-wide background slots, so some go
+ * inline), MD5 order, and readers whose read-ahead guesses wrong. */
+static void test_pipeline(void)
+{
+	enum { NW = 3 };
+	size_t size = 5 * CORE_CHUNK_SIZE + 300000, piece = 1024 * 1024;
+	uint8_t *data[NW];
+	core_writer *w[NW];
+	for (int k = 0; k < NW; k++) {
+		data[k] = malloc(size);
+		fill(data[k], size, 40 + k);
+		char key[32];
+		snprintf(key, sizeof(key), "pipe-%d", k);
+		CHECK_OK(core_put_begin(C, "alpha", key, &w[k], NULL));
+	}
+	for (size_t off = 0; off < size; off += piece) {
+		size_t n = size - off < piece ? size - off : piece;
+		for (int k = 0; k < NW; k++)
+			CHECK_OK(core_put_write(w[k], data[k] + off, n, NULL));
+		if (off == 2 * CORE_CHUNK_SIZE + 3 * piece) { /* digest so far */
+			uint8_t got[16], want[16];
+			core_writer_md5(w[0], got);
+			MD5(data[0], off + n, want);
+			CHECK(memcmp(got, want, 16) == 0);
+		}
+	}
+	for (int k = 0; k < NW; k++) {
+		core_objinfo oi = { 0 };
+		CHECK_OK(core_put_commit(w[k], NULL, &oi, NULL));
+		uint8_t md5[16];
+		char hex[33];
+		MD5(data[k], size, md5);
+		for (int i = 0; i < 16; i++)
+			sprintf(hex + 2 * i, "%02x", md5[i]);
+		CHECK(strcmp(oi.etag, hex) == 0 && oi.size == size);
+		core_objinfo_clear(&oi);
+	}
+	/* sequential in pieces, then jumps that defeat the read-ahead */
+	uint8_t *buf = malloc(piece);
+	for (int k = 0; k < NW; k++) {
+		char key[32];
+		snprintf(key, sizeof(key), "pipe-%d", k);
+		core_objinfo oi = { 0 };
+		core_reader *r;
+		CHECK_OK(core_get_open(C, "alpha", key, NULL, &oi, &r, NULL));
+		for (size_t off = 0; off < size; off += piece) {
+			size_t n = size - off < piece ? size - off : piece;
+			CHECK(core_read_at(r, buf, piece, off, NULL) == (ssize_t)n &&
+			      memcmp(buf, data[k] + off, n) == 0);
+		}
+		uint64_t jumps[] = { 3 * (uint64_t)CORE_CHUNK_SIZE, CORE_CHUNK_SIZE,
+				     4 * (uint64_t)CORE_CHUNK_SIZE + 5, 0, 2 * (uint64_t)CORE_CHUNK_SIZE };
+		for (size_t j = 0; j < sizeof(jumps) / sizeof(jumps[0]); j++) {
+			CHECK(core_read_at(r, buf, piece, jumps[j], NULL) == (ssize_t)piece &&
+			      memcmp(buf, data[k] + jumps[j], piece) == 0);
+		}
+		if (k == 0) /* freed with a read-ahead in flight */
+			CHECK(core_read_at(r, buf, piece, 0, NULL) == (ssize_t)piece);
+		core_reader_free(r);
+		core_objinfo_clear(&oi);
+		free(data[k]);
+	}
+	free(buf);
+}
+
 static void test_conditions(void)
 {
 	sl_err err = { 0 };
@@ -437,6 +503,61 @@ static void test_listing_scale(void)
 	core_list_opts p = { .prefix = "small/", .max_keys = 1000 };
 	CHECK_OK(core_list(C, "many", &p, &r, NULL));
 	CHECK(r.nobjs == 1);
+	core_list_result_clear(&r);
+}
+
+static void test_name_stat(void)
+{
+	/* uses test_listing_scale's bucket: big/000000..019999, small/one, zzz */
+	core_name_info ni;
+	sl_err err = { 0 };
+	CHECK_OK(core_name_stat(C, "many", "big", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
+	CHECK(ni.is_dir && !ni.is_file && !ni.has_marker);
+	core_name_info_clear(&ni);
+	CHECK_OK(core_name_stat(C, "many", "bi", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
+	CHECK(!ni.is_dir && !ni.is_file); /* "big/..." is not under "bi/" */
+	core_name_info_clear(&ni);
+	CHECK_OK(core_name_stat(C, "many", "big/000123", CORE_NAME_FILE | CORE_NAME_DIR, &ni,
+				NULL));
+	CHECK(ni.is_file && !ni.is_dir && ni.file.size == 0 &&
+	      strcmp(ni.file.key, "big/000123") == 0);
+	core_name_info_clear(&ni);
+	CHECK_OK(core_name_stat(C, "many", "zzz", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
+	CHECK(ni.is_file && !ni.is_dir && ni.file.size == 1);
+	core_name_info_clear(&ni);
+	/* want limits the work: no file lookup when only the directory is asked */
+	CHECK_OK(core_name_stat(C, "many", "zzz", CORE_NAME_DIR, &ni, NULL));
+	CHECK(!ni.is_file && !ni.is_dir);
+	core_name_info_clear(&ni);
+	/* a marker, and a name that is both a file and a directory */
+	CHECK_OK(put_str("many", "small/", ""));
+	CHECK_OK(put_str("many", "small", "ab"));
+	CHECK_OK(core_name_stat(C, "many", "small", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
+	CHECK(ni.is_file && ni.is_dir && ni.has_marker && ni.file.size == 2 &&
+	      strcmp(ni.marker.key, "small/") == 0);
+	core_name_info_clear(&ni);
+	/* deleted: absent */
+	core_del_result dr;
+	CHECK_OK(core_delete(C, "many", "small", NULL, &dr, NULL));
+	CHECK_OK(core_name_stat(C, "many", "small", CORE_NAME_FILE, &ni, NULL));
+	CHECK(!ni.is_file);
+	core_name_info_clear(&ni);
+	CHECK(core_name_stat(C, "nobucket", "x", CORE_NAME_FILE, &ni, &err) == SL_ENOBUCKET);
+	CHECK(core_name_stat(C, "many", "", CORE_NAME_FILE, &ni, &err) == SL_EINVAL);
+	/* listings with a start-after before and after the prefix range */
+	core_list_opts lo = { .prefix = "big/", .start_after = "a", .max_keys = 3 };
+	core_list_result r;
+	CHECK_OK(core_list(C, "many", &lo, &r, NULL));
+	CHECK(r.nobjs == 3 && strcmp(r.objs[0].key, "big/000000") == 0 &&
+	      strcmp(r.objs[2].key, "big/000002") == 0 && r.truncated);
+	core_list_result_clear(&r);
+	core_list_opts past = { .prefix = "big/", .start_after = "c", .max_keys = 3 };
+	CHECK_OK(core_list(C, "many", &past, &r, NULL));
+	CHECK(r.nobjs == 0 && !r.truncated);
+	core_list_result_clear(&r);
+	core_list_opts last = { .prefix = "big/", .start_after = "big/019998", .max_keys = 3 };
+	CHECK_OK(core_list(C, "many", &last, &r, NULL));
+	CHECK(r.nobjs == 1 && strcmp(r.objs[0].key, "big/019999") == 0 && !r.truncated);
 	core_list_result_clear(&r);
 }
 
@@ -790,11 +911,13 @@ int main(void)
 		return check_done("core");
 	test_buckets();
 	test_put_get();
+	test_pipeline();
 	test_conditions();
 	test_versioning();
 	test_copy_rename();
 	test_listing();
 	test_listing_scale();
+	test_name_stat();
 	test_concurrency_and_oplog();
 	test_hlc();
 	test_multipart();
