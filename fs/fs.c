@@ -107,6 +107,7 @@ int fs_mount_start(core *c, const fs_opts *o, fs_mount **out, sl_err *err)
 		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
 		goto fail;
 	}
+	fs_data_init(m);
 
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	char opts[256];
@@ -149,6 +150,7 @@ int fs_mount_start(core *c, const fs_opts *o, fs_mount **out, sl_err *err)
 fail_table:
 	fs_inode_table_free(m);
 fail:
+	fs_data_fini(m);
 	free(m->mountpoint);
 	free(m->bucket);
 	free(m);
@@ -311,6 +313,7 @@ void fs_mount_stop(fs_mount *m)
 	pthread_mutex_destroy(&m->slock);
 	pthread_mutex_destroy(&m->dlock);
 	pthread_cond_destroy(&m->dcond);
+	fs_data_fini(m);
 	free(m->mountpoint);
 	free(m->bucket);
 	free(m);

@@ -18,9 +18,14 @@
 #include "core/core.h"
 #include "fs/fs.h"
 
-/* Entry and attribute cache seconds. Changes made elsewhere (S3, replication)
- * do not wait for this: the oplog follower invalidates them at once. */
+/* Entry and attribute cache seconds (negative entries too). Changes made
+ * elsewhere (S3, replication) do not wait for this: the oplog follower
+ * invalidates them at once. The long value needs kernels with expire-only
+ * entry notifications (the follower can then expire every component of a
+ * changed key's path); without them, only leaves are invalidated and the
+ * short value bounds how long a new or removed directory can stay unseen. */
 #define FS_TIMEOUT 10.0
+#define FS_TIMEOUT_LONG 300.0
 #define FS_MAX_DIRTY_PER_FILE 16           /* dirty chunks held in memory per open file */
 #define FS_MAX_DIRTY_TOTAL (256ull << 20)  /* dirty bytes held in memory per mount */
 #define FS_MAX_FILE_SIZE (1ull << 40)      /* writes past 1 TiB get EFBIG */
@@ -28,6 +33,8 @@
 #define FS_SELF_MS 5000                    /* how long an own change is remembered */
 #define FS_PAGE 1000                       /* readdir page (core_list max) */
 #define FS_META_XATTR "x-amz-meta-xattr"   /* s3fs's xattr header */
+#define FS_SPILL_PAGE 4096u                /* granularity of spilled dirty pages */
+#define FS_SPILL_DIR "fs-spill"            /* spill files, under the data dir */
 
 struct fs_data;
 
@@ -58,7 +65,11 @@ typedef struct fs_name {
 } fs_name;
 
 /* Shared state of an open regular file: the chunk list of the version being
- * edited, dirty chunks held in memory, and the metadata to commit with it.
+ * edited, dirty chunks held in memory or, past the memory bound, as dirty
+ * pages in a spill file over their stored chunk, and the metadata to commit
+ * with it. A chunk is in one state at a time: stored (refs), buffered (bufs)
+ * or spilled (ovl over refs). The spill is scratch, never committed data: it
+ * is unlinked while open and folded into stored chunks on commit.
  * Invariant: bytes of a dirty buffer past the chunk's valid length are zero. */
 typedef struct fs_data {
 	pthread_rwlock_t lock;  /* read: reads; write: anything that changes state */
@@ -66,7 +77,11 @@ typedef struct fs_data {
 	uint8_t **bufs;         /* dirty chunk buffers (CORE_CHUNK_SIZE) or NULL */
 	uint64_t *ticks;        /* last write tick per dirty buffer (LRU) */
 	core_chunk_job **jobs;  /* a buffer being stored in the background, or NULL */
+	uint64_t **ovl;         /* pages of the chunk held in the spill file (bitmap), or NULL */
 	size_t nchunks, cap;
+	unsigned novl;          /* chunks with an ovl bitmap */
+	int spill_fd;           /* the file's spill (unlinked scratch file), -1 until needed */
+	uint64_t wend;          /* end of the last write (a write starting there streams) */
 	uint64_t size;
 	unsigned ndirty;
 	uint64_t tick;
@@ -77,7 +92,10 @@ typedef struct fs_data {
 	char base_etag[72];     /* its etag */
 	struct timespec wmtime; /* time of the last write (mtime until committed) */
 	void *md5;              /* EVP_MD_CTX of bytes written sequentially from 0 */
-	uint64_t md5_off;       /* bytes hashed so far */
+	uint64_t md5_off;       /* bytes written sequentially so far */
+	uint64_t md5_sub;       /* of those, handed to the digest thread (buffers it reads
+				 * stay unchanged until digested) */
+	uint64_t md5_done;      /* of those, digested (under fs_mount.mdlock) */
 	int seq;                /* content so far written sequentially from empty */
 	char etag_hint[72];     /* etag of a whole-file chunk share, valid while unmodified */
 } fs_data;
@@ -85,7 +103,11 @@ typedef struct fs_data {
 /* Directory handle: one page of a listing, addressed by entry index. */
 typedef struct fs_dirent {
 	char *name;
-	int is_dir;
+	int is_dir;       /* 0 file, 1 dir, 2 symlink, 3 unknown */
+	int has_attr;     /* an object: meta/size/mtime give its attributes */
+	char *meta;       /* the object's JSON metadata (readdirplus) */
+	uint64_t size;
+	int64_t mtime_ms;
 } fs_dirent;
 
 typedef struct fs_dirh {
@@ -99,12 +121,18 @@ typedef struct fs_dirh {
 	int loaded;
 } fs_dirh;
 
-/* A change this mount made, so the oplog follower skips its echo. */
+/* A change this mount made, so the oplog follower skips its echo. It
+ * matches oplog entries in (seq0, until]: seq0 is the oplog head when noted,
+ * until the head once the handler finished (fs_self_seal; until then the
+ * note lives FS_SELF_MS). A single-key note skips one entry only. */
 typedef struct fs_selfop {
 	char *bucket;
 	char *key;     /* "" for bucket-level changes */
 	int is_prefix; /* every key under it (directory rename) */
 	int64_t ms;    /* CLOCK_MONOTONIC ms when noted */
+	int64_t seq0, until;
+	pthread_t thr; /* the handler thread that noted it */
+	int open;      /* not sealed yet */
 } fs_selfop;
 
 /* Open file handle (fi->fh). */
@@ -134,6 +162,15 @@ struct fs_mount {
 	size_t nmoved, capmoved;
 
 	_Atomic uint64_t dirty_bytes; /* dirty buffers across open files */
+	char *spill_dir;              /* DATA/fs-spill, NULL if unusable (no spilling) */
+
+	/* the digest thread: MD5 (ETag) of sequentially written chunks, off the
+	 * request threads; tasks run in order, so per file in stream order */
+	pthread_mutex_t mdlock;
+	pthread_cond_t mdcond;
+	struct fs_md5task *mdhead, *mdtail;
+	pthread_t md5_thr;
+	int md5_init, md5_started, mdstop;
 
 	pthread_mutex_t fhlock; /* the list of open file handles */
 	struct fs_fh *fhs;
@@ -149,6 +186,7 @@ struct fs_mount {
 	int done;            /* session loop ended */
 	int debug;
 	int expire_only;     /* kernel supports FUSE_EXPIRE_ONLY entry notifications */
+	double timeout;      /* entry/attr cache seconds: FS_TIMEOUT or FS_TIMEOUT_LONG */
 	unsigned conn_id;    /* /sys/fs/fuse/connections/N, 0 if unknown */
 	_Atomic int stopping;
 	int64_t oplog_seen;
@@ -202,6 +240,12 @@ int fs_xattr_set(const char *meta, const char *name, const void *value, size_t s
 		 int flags, char **out);
 
 /* ---- fs_data.c ---- */
+/* Per mount: creates the spill directory and removes files a crash left in
+ * it (m->spill_dir stays NULL on failure: files then keep no spill), starts
+ * the digest thread (without it, digests run on the request thread). */
+void fs_data_init(fs_ctx *m);
+/* After every fs_data of the mount is freed. Safe if init never ran. */
+void fs_data_fini(fs_ctx *m);
 int fs_data_new(fs_data **out);
 void fs_data_free(fs_ctx *m, fs_data *d);
 /* Loads the latest version's chunk list; -errno. hlc gets the version's HLC. */
@@ -222,7 +266,11 @@ extern const struct fuse_lowlevel_ops fs_ops;
 int fs_errno(int code);
 /* Notes a change before making it; the follower skips matching entries. */
 void fs_self_note(fs_ctx *m, const char *bucket, const char *key, int is_prefix);
-int fs_self_match(fs_ctx *m, const char *bucket, const char *key);
+/* Ends the notes this thread made in the current request: they then match
+ * only entries committed so far. Call when a handler's core calls are done. */
+void fs_self_seal(fs_ctx *m);
+/* 1 if the entry (seq, bucket, key) of this node is the echo of a note. */
+int fs_self_match(fs_ctx *m, int64_t seq, const char *bucket, const char *key);
 void fs_self_free(fs_ctx *m);
 
 /* ---- fs_notify.c ---- */

@@ -78,6 +78,10 @@ static void fs_notifyEntry(fs_ctx *m, const core_oplog_entry *e)
 			fs_notifyName(m, FUSE_ROOT_ID, e->bucket, strlen(e->bucket));
 		return;
 	}
+	/* A replicated put may create its bucket: if the kernel knows no bucket
+	 * inode, it may hold a negative entry for the name at the root. */
+	if (!m->bucket && !fs_notifyFind(m, e->bucket, "", 1, 0))
+		fs_notifyName(m, FUSE_ROOT_ID, e->bucket, strlen(e->bucket));
 	fs_notifyKey(m, e->bucket, e->key);
 }
 
@@ -100,7 +104,7 @@ void *fs_notify_main(void *arg)
 			for (size_t i = 0; i < n; i++) {
 				after = es[i].seq;
 				if (strcmp(es[i].node, m->node) == 0 && es[i].bucket &&
-				    fs_self_match(m, es[i].bucket, es[i].key))
+				    fs_self_match(m, es[i].seq, es[i].bucket, es[i].key))
 					continue;
 				fs_notifyEntry(m, &es[i]);
 			}

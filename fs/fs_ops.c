@@ -45,6 +45,7 @@ void fs_self_note(fs_ctx *m, const char *bucket, const char *key, int is_prefix)
 		free(k);
 		return; /* worst case: one needless invalidation */
 	}
+	int64_t head = core_oplog_head(m->c);
 	pthread_mutex_lock(&m->slock);
 	fs_selfop *o = &m->self[m->self_pos++ % FS_SELF_RING];
 	free(o->bucket);
@@ -53,10 +54,29 @@ void fs_self_note(fs_ctx *m, const char *bucket, const char *key, int is_prefix)
 	o->key = k;
 	o->is_prefix = is_prefix;
 	o->ms = fs_nowMs();
+	o->seq0 = head;
+	o->until = INT64_MAX;
+	o->thr = pthread_self();
+	o->open = 1;
 	pthread_mutex_unlock(&m->slock);
 }
 
-int fs_self_match(fs_ctx *m, const char *bucket, const char *key)
+void fs_self_seal(fs_ctx *m)
+{
+	int64_t head = core_oplog_head(m->c);
+	pthread_t me = pthread_self();
+	pthread_mutex_lock(&m->slock);
+	for (unsigned i = 0; i < FS_SELF_RING; i++) {
+		fs_selfop *o = &m->self[i];
+		if (o->key && o->open && pthread_equal(o->thr, me)) {
+			o->open = 0;
+			o->until = head;
+		}
+	}
+	pthread_mutex_unlock(&m->slock);
+}
+
+int fs_self_match(fs_ctx *m, int64_t seq, const char *bucket, const char *key)
 {
 	int found = 0;
 	int64_t now = fs_nowMs();
@@ -65,10 +85,16 @@ int fs_self_match(fs_ctx *m, const char *bucket, const char *key)
 	pthread_mutex_lock(&m->slock);
 	for (unsigned i = 0; i < FS_SELF_RING && !found; i++) {
 		fs_selfop *o = &m->self[i];
-		if (!o->key || now - o->ms > FS_SELF_MS || strcmp(o->bucket, bucket) != 0)
+		if (!o->key || seq <= o->seq0 || seq > o->until ||
+		    (o->open && now - o->ms > FS_SELF_MS) || strcmp(o->bucket, bucket) != 0)
 			continue;
 		found = o->is_prefix ? strncmp(key, o->key, strlen(o->key)) == 0
 				     : strcmp(key, o->key) == 0;
+		/* a single-key note stands for one change: once its echo is
+		 * skipped, a later change of the key (through S3 in the same
+		 * process) must invalidate */
+		if (found && !o->is_prefix)
+			o->until = INT64_MIN;
 	}
 	pthread_mutex_unlock(&m->slock);
 	return found;
@@ -140,27 +166,19 @@ static int fs_dirProbe(fs_ctx *m, const char *bucket, const char *path, core_obj
 		       int *has_marker)
 {
 	*has_marker = 0;
-	char *dk = fs_dirKey(path);
-	if (!dk)
-		return -ENOMEM;
-	core_list_opts lo = { 0 };
-	lo.prefix = dk;
-	lo.max_keys = 1;
-	core_list_result res = { 0 };
+	core_name_info ni;
 	sl_err err;
-	int r = core_list(m->c, bucket, &lo, &res, &err);
-	if (r < 0) {
-		free(dk);
+	int r = core_name_stat(m->c, bucket, path, CORE_NAME_DIR, &ni, &err);
+	if (r < 0)
 		return -fs_errno(r);
-	}
-	int found = res.nobjs > 0 || res.nprefixes > 0;
-	if (found && res.nobjs > 0 && strcmp(res.objs[0].key, dk) == 0 && marker) {
+	if (ni.has_marker && marker) {
 		core_objinfo_clear(marker);
-		r = core_head(m->c, bucket, dk, NULL, marker, &err);
-		*has_marker = r == 0;
+		*marker = ni.marker; /* moved out of ni */
+		memset(&ni.marker, 0, sizeof(ni.marker));
+		*has_marker = 1;
 	}
-	core_list_result_clear(&res);
-	free(dk);
+	int found = ni.is_dir;
+	core_name_info_clear(&ni);
 	return found;
 }
 
@@ -265,17 +283,17 @@ static void fs_replyEntry(fuse_req_t req, fs_ctx *m, fs_inode *in, struct stat *
 	e.ino = fs_inode_id(m, in);
 	e.attr = *st;
 	e.attr.st_ino = (ino_t)in->st_ino;
-	e.attr_timeout = FS_TIMEOUT;
-	e.entry_timeout = FS_TIMEOUT;
+	e.attr_timeout = m->timeout;
+	e.entry_timeout = m->timeout;
 	if (fuse_reply_entry(req, &e) != 0)
 		fs_inode_forget(m, in, 1);
 }
 
-static void fs_replyNegative(fuse_req_t req)
+static void fs_replyNegative(fuse_req_t req, fs_ctx *m)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.entry_timeout = FS_TIMEOUT;
+	e.entry_timeout = m->timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -308,31 +326,26 @@ static int fs_resolve(fs_ctx *m, const fs_name *pn, const char *name, char **pat
 		return -ENAMETOOLONG;
 	}
 	*path_out = path;
-	core_objinfo oi = { 0 };
+	core_name_info ni;
 	sl_err err;
-	int hr = core_head(m->c, pn->bucket, path, NULL, &oi, &err);
-	int has;
-	core_objinfo mk = { 0 };
-	int dr = fs_dirProbe(m, pn->bucket, path, &mk, &has);
-	int r;
-	if (dr > 0) {
-		if (has)
-			fs_attr_from_info(m, &mk, 1, st);
+	int r = core_name_stat(m->c, pn->bucket, path, CORE_NAME_FILE | CORE_NAME_DIR, &ni, &err);
+	if (r < 0) {
+		r = r == SL_ENOBUCKET ? -ENOENT : -fs_errno(r);
+	} else if (ni.is_dir) {
+		if (ni.has_marker)
+			fs_attr_from_info(m, &ni.marker, 1, st);
 		else
-			fs_attr_dir_default(m, hr == 0 ? oi.mtime_ms
-							: (int64_t)m->rootst.st_mtim.tv_sec * 1000,
+			fs_attr_dir_default(m, ni.is_file ? ni.file.mtime_ms
+						      : (int64_t)m->rootst.st_mtim.tv_sec * 1000,
 					    st);
 		r = 1;
-	} else if (dr < 0) {
-		r = dr;
-	} else if (hr == 0) {
-		fs_attr_from_info(m, &oi, 0, st);
+	} else if (ni.is_file) {
+		fs_attr_from_info(m, &ni.file, 0, st);
 		r = 0;
 	} else {
-		r = hr == SL_ENOKEY || hr == SL_ENOBUCKET ? -ENOENT : -fs_errno(hr);
+		r = -ENOENT;
 	}
-	core_objinfo_clear(&oi);
-	core_objinfo_clear(&mk);
+	core_name_info_clear(&ni);
 	return r;
 }
 
@@ -350,7 +363,7 @@ static void fs_opLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct stat st;
 	int r = fs_resolve(m, &pn, name, &path, &st);
 	if (r == -ENOENT) {
-		fs_replyNegative(req);
+		fs_replyNegative(req, m);
 	} else if (r < 0) {
 		fuse_reply_err(req, -r);
 	} else {
@@ -393,7 +406,7 @@ static void fs_opGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, FS_TIMEOUT);
+		fuse_reply_attr(req, &st, m->timeout);
 }
 
 /* ---- metadata updates ------------------------------------------------------ */
@@ -506,6 +519,7 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 	}
 	free(nm);
 	fs_name_clear(&n);
+	fs_self_seal(m);
 	return r;
 }
 
@@ -651,11 +665,12 @@ static void fs_opSetattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 			return;
 		}
 	}
+	fs_self_seal(m);
 	r = fs_stat(m, in, &st);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, FS_TIMEOUT);
+		fuse_reply_attr(req, &st, m->timeout);
 }
 
 /* ---- directories ----------------------------------------------------------- */
@@ -684,6 +699,7 @@ static void fs_keepDir(fs_ctx *m, const char *bucket, const char *path)
 	}
 	free(dk);
 	free(meta);
+	fs_self_seal(m);
 }
 
 static void fs_opMkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -751,6 +767,7 @@ static void fs_opMkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 	if (r == 0 && !in)
 		r = -ENOMEM;
+	fs_self_seal(m);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -812,6 +829,7 @@ static void fs_opRmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		free(path);
 		free(dk);
 	}
+	fs_self_seal(m);
 	fuse_reply_err(req, r < 0 ? -r : 0);
 	fs_name_clear(&pn);
 }
@@ -832,8 +850,10 @@ static void fs_opOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 
 static void fs_dirClearPage(fs_dirh *dh)
 {
-	for (size_t i = 0; i < dh->n; i++)
+	for (size_t i = 0; i < dh->n; i++) {
 		free(dh->ents[i].name);
+		free(dh->ents[i].meta);
+	}
 	free(dh->ents);
 	dh->ents = NULL;
 	dh->n = 0;
@@ -857,6 +877,7 @@ static int fs_dirAdd(fs_dirh *dh, size_t *cap, const char *name, size_t len, int
 	char *s = strndup(name, len);
 	if (!s)
 		return -ENOMEM;
+	memset(&dh->ents[dh->n], 0, sizeof(dh->ents[0]));
 	dh->ents[dh->n].name = s;
 	dh->ents[dh->n].is_dir = is_dir;
 	dh->n++;
@@ -927,7 +948,9 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 			/* d_type: regular unless the metadata says symlink; unknown
 			 * (the kernel asks) when the listing carries no metadata */
 			int is_dir = 3;
-			if (res.objs[i].meta) {
+			if (res.objs[i].meta && !strstr(res.objs[i].meta, "\"x-amz-meta-mode\"")) {
+				is_dir = 0; /* no mode: a regular file (no JSON parse needed) */
+			} else if (res.objs[i].meta) {
 				char *mv = core_meta_get(res.objs[i].meta, "x-amz-meta-mode");
 				is_dir = 0;
 				if (mv && (strtoul(mv, NULL, mv[0] == '0' ? 8 : 10) & S_IFMT) == S_IFLNK)
@@ -935,6 +958,15 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 				free(mv);
 			}
 			r = fs_dirAdd(dh, &cap, nm, nl, is_dir);
+			if (r == 0 && res.objs[i].meta) {
+				/* keep what readdirplus needs for the entry's attributes */
+				fs_dirent *de = &dh->ents[dh->n - 1];
+				de->has_attr = 1;
+				de->meta = res.objs[i].meta;
+				res.objs[i].meta = NULL;
+				de->size = res.objs[i].size;
+				de->mtime_ms = res.objs[i].mtime_ms;
+			}
 		}
 		for (size_t i = 0; i < res.nprefixes && r == 0; i++) {
 			const char *nm = res.prefixes[i] + plen;
@@ -966,12 +998,40 @@ static uint64_t fs_nameIno(const char *s)
 	return h | 1;
 }
 
-static void fs_opReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			 struct fuse_file_info *fi)
+/* readdirplus: the entry for a file of the listing with its attributes and
+ * one lookup reference; 0 with e->ino = 0 for names sent without attributes
+ * (directories: their attributes need a lookup). */
+static int fs_dirPlusEntry(fs_ctx *m, fs_dirh *dh, const fs_dirent *de,
+			   struct fuse_entry_param *e, fs_inode **ref)
+{
+	*ref = NULL;
+	if (!de->has_attr || de->is_dir == 1 || !dh->name.bucket)
+		return 0;
+	char *path = fs_child(dh->name.path, de->name);
+	if (!path)
+		return -ENOMEM;
+	fs_inode *in = fs_inode_ref(m, dh->name.bucket, path, 0);
+	free(path);
+	if (!in)
+		return -ENOMEM;
+	struct stat st;
+	fs_attr_from_meta(m, de->meta, de->size, de->mtime_ms, 0, &st);
+	if (in->data)
+		fs_stat(m, in, &st); /* open file: buffered size and times */
+	e->ino = fs_inode_id(m, in);
+	e->attr = st;
+	e->attr.st_ino = (ino_t)in->st_ino;
+	e->attr_timeout = m->timeout;
+	e->entry_timeout = m->timeout;
+	*ref = in;
+	return 0;
+}
+
+static void fs_dirRead(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       int plus)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_dirh *dh = (fs_dirh *)(uintptr_t)fi->fh;
-	(void)ino;
 	char *buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -1024,10 +1084,36 @@ static void fs_opReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				     : e->is_dir == 3 ? 0
 						      : S_IFREG;
 		}
-		size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st,
-						(off_t)(idx + 1));
-		if (need > size - used)
-			break;
+		size_t need;
+		if (plus) {
+			struct fuse_entry_param e;
+			memset(&e, 0, sizeof(e));
+			fs_inode *ref = NULL;
+			if (idx >= 2) {
+				int pr = fs_dirPlusEntry(m, dh, &dh->ents[idx - 2 - dh->base], &e,
+							 &ref);
+				if (pr < 0) {
+					r = pr;
+					break;
+				}
+			}
+			if (!ref) {
+				e.attr.st_ino = st.st_ino;
+				e.attr.st_mode = st.st_mode;
+			}
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						      (off_t)(idx + 1));
+			if (need > size - used) {
+				if (ref)
+					fs_inode_forget(m, ref, 1); /* not sent */
+				break;
+			}
+		} else {
+			need = fuse_add_direntry(req, buf + used, size - used, name, &st,
+						 (off_t)(idx + 1));
+			if (need > size - used)
+				break;
+		}
 		used += need;
 		idx++;
 	}
@@ -1037,6 +1123,20 @@ static void fs_opReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+static void fs_opReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_dirRead(req, size, off, fi, 0);
+}
+
+static void fs_opReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			     struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_dirRead(req, size, off, fi, 1);
 }
 
 static void fs_opReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1137,7 +1237,7 @@ static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_fil
 		e.ino = fs_inode_id(m, in);
 		e.attr = *st_create;
 		e.attr.st_ino = (ino_t)in->st_ino;
-		e.attr_timeout = e.entry_timeout = FS_TIMEOUT;
+		e.attr_timeout = e.entry_timeout = m->timeout;
 		rep = fuse_reply_create(req, &e, fi);
 	} else {
 		rep = fuse_reply_open(req, fi);
@@ -1211,6 +1311,7 @@ static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const c
 	free(path);
 	free(meta);
 	fs_name_clear(&pn);
+	fs_self_seal(m);
 	return r;
 }
 
@@ -1309,6 +1410,7 @@ static int fs_commitInode(fs_ctx *m, fs_inode *in)
 	}
 	pthread_rwlock_unlock(&d->lock);
 	fs_name_clear(&n);
+	fs_self_seal(m);
 	return r;
 }
 
@@ -1431,6 +1533,7 @@ static void fs_opUnlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fs_keepDir(m, pn.bucket, pn.path);
 		}
 	}
+	fs_self_seal(m);
 	fuse_reply_err(req, r < 0 ? -r : 0);
 	free(path);
 	fs_name_clear(&pn);
@@ -1501,6 +1604,7 @@ static int fs_renameDir(fs_ctx *m, const char *bucket, const char *src, const ch
 out:
 	free(sk);
 	free(dk);
+	fs_self_seal(m);
 	return r;
 }
 
@@ -1574,6 +1678,7 @@ static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (r == 0 && strcmp(pn.path, npn.path) != 0)
 			fs_keepDir(m, pn.bucket, pn.path);
 	}
+	fs_self_seal(m);
 	fuse_reply_err(req, r < 0 ? -r : 0);
 	free(src);
 	free(dst);
@@ -1634,6 +1739,7 @@ static void fs_opSymlink(fuse_req_t req, const char *link, fuse_ino_t parent, co
 	fs_inode *in = NULL;
 	if (r == 0 && !(in = fs_inode_ref(m, pn.bucket, path, 0)))
 		r = -ENOMEM;
+	fs_self_seal(m);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1852,11 +1958,17 @@ static void fs_opInit(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+	/* readdirplus when the reader also stats the entries (ls -l, find): the
+	 * listing carries the files' attributes, saving a lookup each */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	else
+		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* 1 MiB writes (the kernel's default is 128 KiB): a quarter of a chunk per
 	 * request cuts the per-request cost of sequential writes */
 	conn->max_write = 1u << 20;
 	m->expire_only = (conn->capable & FUSE_CAP_EXPIRE_ONLY) != 0;
+	m->timeout = m->expire_only ? FS_TIMEOUT_LONG : FS_TIMEOUT;
 	if (m->debug)
 		fprintf(stderr, "seglake mount: expire-only notifications %s\n",
 			m->expire_only ? "supported" : "not supported");
@@ -1885,6 +1997,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.fsync = fs_opFsync,
 	.opendir = fs_opOpendir,
 	.readdir = fs_opReaddir,
+	.readdirplus = fs_opReaddirplus,
 	.releasedir = fs_opReleasedir,
 	.fsyncdir = fs_opFsyncdir,
 	.statfs = fs_opStatfs,
