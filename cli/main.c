@@ -3,6 +3,7 @@
  * commands live in local.c, `serve` in serve.c (S3 daemon), `mount` in
  * mount.c (FUSE). Nothing here touches storage directly.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,15 @@ const char *cli_data_dir(const char *flag)
 
 int main(int argc, char **argv)
 {
+	/* 4 MiB chunk buffers come and go with every request. glibc's default
+	 * raises its mmap threshold after the first such free, and from then on
+	 * serves them from per-thread arenas that keep the memory: with 32
+	 * connection threads peak RSS grew by a third. A fixed threshold keeps
+	 * large buffers in mmap, returned to the system when freed (the core
+	 * keeps a few idle ones for reuse). */
+#ifdef M_MMAP_THRESHOLD
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;

@@ -52,6 +52,7 @@ struct core {
 	int jstop;
 	int jinflight; /* jobs queued or running, bounded by CORE_ASYNC_MAX */
 	int jreadahead; /* reader read-ahead buffers held, bounded by CORE_ASYNC_MAX */
+	int jwslots;    /* writer chunk buffers in the background, bounded by CORE_WSLOTS_MAX */
 	/* idle CORE_CHUNK_SIZE buffers kept for reuse (core_chunkbuf_get) */
 	void *jbufs[CORE_ASYNC_MAX];
 	int njbufs;

@@ -647,18 +647,23 @@ int core_put_chunks(core *c, const char *bucket, const char *key, const core_chu
  * a store job (SHA-256, dedupe, append) on the chunk workers, and the writer's
  * MD5 task, which digests the queued chunks strictly in order (the ETag covers
  * the object bytes in sequence). A chunk's buffer is reused once both are
- * done. At most WRITER_DEPTH chunks per writer are in the background, and
- * store jobs also count against CORE_ASYNC_MAX for the whole process; with no
- * capacity a chunk is digested and stored on the caller's thread, so memory
- * stays bounded either way. Short last chunks stay on the caller's thread too,
+ * done. At most WRITER_DEPTH chunks per writer and CORE_WSLOTS_MAX for the
+ * whole process are in the background (a chunk counts until its writer takes
+ * its buffer back, not just while its job runs), and store jobs also count
+ * against CORE_ASYNC_MAX; with no capacity a chunk is digested and stored on
+ * the caller's thread. A writer thus holds its fill buffer plus its share of
+ * the process-wide slots, whatever the number of concurrent writers. Short last chunks stay on the caller's thread too,
  * which keeps small puts free of thread hand-offs.
  */
 #define WRITER_DEPTH 3
 #define WRITER_ASYNC_MIN (128u * 1024) /* smaller last chunks are stored inline */
+#define CORE_WSLOTS_MAX (2 * CORE_ASYNC_MAX)
 
 static int core_task_run(core *c, void (*fn)(void *), void *arg);
 static void *core_chunkbuf_get(core *c);
 static void core_chunkbuf_put(core *c, void *buf);
+static int core_wslot_get(core *c);
+static void core_wslot_put(core *c);
 
 typedef struct writer_slot {
 	uint8_t *buf;
@@ -690,7 +695,6 @@ struct core_writer {
 	writer_slot q[WRITER_DEPTH];
 	size_t qhead, qn;
 	int md5_busy; /* an MD5 task is queued or running */
-	uint8_t *spare;
 };
 
 static int writer_new(core *c, const char *bucket, const char *key, core_writer **out,
@@ -769,11 +773,10 @@ static int writer_retire(core_writer *w, sl_err *err)
 	pthread_mutex_unlock(&w->mu);
 	if (s->cap != CORE_CHUNK_SIZE)
 		free(s->buf);
-	else if (!w->spare)
-		w->spare = s->buf;
 	else
 		core_chunkbuf_put(w->c, s->buf);
 	s->buf = NULL;
+	core_wslot_put(w->c);
 	return rc;
 }
 
@@ -803,11 +806,13 @@ static int writer_queue(core_writer *w, size_t idx, sl_err *err)
 		if (rc < 0)
 			return rc;
 	}
-	uint8_t *next = w->spare ? w->spare : core_chunkbuf_get(w->c);
-	w->spare = NULL;
+	if (!core_wslot_get(w->c))
+		return 0;
+	uint8_t *next = core_chunkbuf_get(w->c);
 	core_chunk_job *j = next ? core_chunk_put_async(w->c, w->buf, (uint32_t)w->fill) : NULL;
 	if (!j) {
 		core_chunkbuf_put(w->c, next); /* no capacity: keep memory to one buffer */
+		core_wslot_put(w->c);
 		return 0;
 	}
 	writer_slot *s = &w->q[(w->qhead + w->qn) % WRITER_DEPTH];
@@ -987,7 +992,6 @@ void core_put_abort(core_writer *w)
 	writer_drain(w, NULL); /* the workers still read its buffers */
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
-	core_chunkbuf_put(w->c, w->spare);
 	free(w->bucket);
 	free(w->key);
 	if (w->cap == CORE_CHUNK_SIZE)
@@ -2211,6 +2215,26 @@ static void core_slot_put(core *c)
 {
 	pthread_mutex_lock(&c->jmu);
 	c->jreadahead--;
+	pthread_mutex_unlock(&c->jmu);
+}
+
+/* Takes one of the CORE_WSLOTS_MAX writer background slots; 1 if taken. */
+static int core_wslot_get(core *c)
+{
+	int got = 0;
+	pthread_mutex_lock(&c->jmu);
+	if (c->njthreads > 0 && c->jwslots < CORE_WSLOTS_MAX && !c->jstop) {
+		c->jwslots++;
+		got = 1;
+	}
+	pthread_mutex_unlock(&c->jmu);
+	return got;
+}
+
+static void core_wslot_put(core *c)
+{
+	pthread_mutex_lock(&c->jmu);
+	c->jwslots--;
 	pthread_mutex_unlock(&c->jmu);
 }
 
