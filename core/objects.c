@@ -2196,46 +2196,49 @@ static void core_chunkbuf_put(core *c, void *buf)
 	free(buf);
 }
 
-/* Takes one of the CORE_ASYNC_MAX read-ahead slots (a second chunk buffer
- * for a reader; kept apart from the store jobs' slots, so slow downloads
- * never hold up writers); 1 if taken, 0 if none is free. */
-static int core_slot_get(core *c)
+/* Takes one of max slots counted by *n (under jmu); 1 if taken, 0 if none
+ * is free or the workers are stopping. */
+static int core_slot_take(core *c, int *n, int max)
 {
 	int got = 0;
 	pthread_mutex_lock(&c->jmu);
-	if (c->njthreads > 0 && c->jreadahead < CORE_ASYNC_MAX && !c->jstop) {
-		c->jreadahead++;
+	if (c->njthreads > 0 && *n < max && !c->jstop) {
+		(*n)++;
 		got = 1;
 	}
 	pthread_mutex_unlock(&c->jmu);
 	return got;
+}
+
+static void core_slot_drop(core *c, int *n)
+{
+	pthread_mutex_lock(&c->jmu);
+	(*n)--;
+	pthread_mutex_unlock(&c->jmu);
+}
+
+/* The CORE_ASYNC_MAX read-ahead slots (a second chunk buffer for a reader;
+ * kept apart from the store jobs' slots, so slow downloads never hold up
+ * writers). */
+static int core_slot_get(core *c)
+{
+	return core_slot_take(c, &c->jreadahead, CORE_ASYNC_MAX);
 }
 
 static void core_slot_put(core *c)
 {
-	pthread_mutex_lock(&c->jmu);
-	c->jreadahead--;
-	pthread_mutex_unlock(&c->jmu);
+	core_slot_drop(c, &c->jreadahead);
 }
 
-/* Takes one of the CORE_WSLOTS_MAX writer background slots; 1 if taken. */
+/* The CORE_WSLOTS_MAX writer background slots. */
 static int core_wslot_get(core *c)
 {
-	int got = 0;
-	pthread_mutex_lock(&c->jmu);
-	if (c->njthreads > 0 && c->jwslots < CORE_WSLOTS_MAX && !c->jstop) {
-		c->jwslots++;
-		got = 1;
-	}
-	pthread_mutex_unlock(&c->jmu);
-	return got;
+	return core_slot_take(c, &c->jwslots, CORE_WSLOTS_MAX);
 }
 
 static void core_wslot_put(core *c)
 {
-	pthread_mutex_lock(&c->jmu);
-	c->jwslots--;
-	pthread_mutex_unlock(&c->jmu);
+	core_slot_drop(c, &c->jwslots);
 }
 
 /* Runs fn(arg) on a chunk worker, after the jobs queued before it; not

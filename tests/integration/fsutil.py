@@ -195,3 +195,25 @@ def have(cmd):
 __all__ = ["seglake_bin", "is_mounted", "force_unmount", "local", "stat_meta", "stats", "Mount",
            "lake", "local_init", "errno_of", "renameat2", "fallocate", "have", "errno",
            "RENAME_NOREPLACE", "RENAME_EXCHANGE"]
+
+
+def serve_mounted(tmp_path, bucket, stop_timeout=30):
+    """Fixture body: `seglake serve --mount` on tmp_path/mnt with `bucket`
+    created through S3; yields (server, boto3 client, mount path), then stops
+    the server (which must exit 0) and makes sure the mount is gone."""
+    from conftest import start_server
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    srv = start_server(tmp_path, extra_args=["--mount", str(mnt)])
+    try:
+        deadline = time.time() + 10
+        while not is_mounted(mnt) and time.time() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mnt), srv.log_tail()
+        s3 = srv.client()
+        s3.create_bucket(Bucket=bucket)
+        yield srv, s3, mnt
+    finally:
+        rc = srv.stop(timeout=stop_timeout)
+        force_unmount(mnt)
+    assert rc == 0, srv.log_tail()

@@ -11,29 +11,14 @@ import time
 
 import pytest
 
-from conftest import start_server
-from fsutil import force_unmount, is_mounted
+from fsutil import serve_mounted
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 def both(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    srv = start_server(tmp_path, extra_args=["--mount", str(mnt)])
-    try:
-        deadline = time.time() + 10
-        while not is_mounted(mnt) and time.time() < deadline:
-            time.sleep(0.05)
-        assert is_mounted(mnt), srv.log_tail()
-        s3 = srv.client()
-        s3.create_bucket(Bucket="coh")
-        yield srv, s3, mnt
-    finally:
-        rc = srv.stop(timeout=30)
-        force_unmount(mnt)
-    assert rc == 0, srv.log_tail()
+    yield from serve_mounted(tmp_path, "coh", stop_timeout=30)
 
 
 def wait_for(pred, timeout=1.0):

@@ -9,12 +9,10 @@ files are removed on start).
 import hashlib
 import os
 import random
-import time
 
 import pytest
 
-from conftest import start_server
-from fsutil import Mount, force_unmount, is_mounted, local_init, stats
+from fsutil import Mount, local_init, serve_mounted, stats
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -22,21 +20,7 @@ CHUNK = 4 * MiB
 
 @pytest.fixture
 def both(tmp_path):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    srv = start_server(tmp_path, extra_args=["--mount", str(mnt)])
-    try:
-        deadline = time.time() + 10
-        while not is_mounted(mnt) and time.time() < deadline:
-            time.sleep(0.05)
-        assert is_mounted(mnt), srv.log_tail()
-        s3 = srv.client()
-        s3.create_bucket(Bucket="spill")
-        yield srv, s3, mnt
-    finally:
-        rc = srv.stop(timeout=60)
-        force_unmount(mnt)
-    assert rc == 0, srv.log_tail()
+    yield from serve_mounted(tmp_path, "spill", stop_timeout=60)
 
 
 def sha(b):
