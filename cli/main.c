@@ -4,6 +4,8 @@
  * mount.c (FUSE). Nothing here touches storage directly.
  */
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,16 @@ int cli_fail(const char *cmd, const sl_err *err)
 {
 	fprintf(stderr, "seglake: %s: %s\n", cmd, err->msg[0] ? err->msg : sl_code_name(err->code));
 	return 1;
+}
+
+void cli_block_signals(sigset_t *sigs)
+{
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGTERM);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 const char *cli_data_dir(const char *flag)

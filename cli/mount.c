@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/mount.h"
+#include "cli/cli.h"
 #include "common/err.h"
 #include "core/core.h"
 #include "fs/fs.h"
@@ -136,12 +137,7 @@ int cli_mount(int argc, char **argv)
 	}
 
 	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_block_signals(&sigs);
 
 	sl_err err = { 0 };
 	struct stat st;

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "cli/serve.h"
+#include "cli/cli.h"
 #include "common/err.h"
 #include "core/core.h"
 #include "fs/fs.h"
@@ -525,12 +526,7 @@ int cli_serve(int argc, char **argv)
 	/* Signals are taken synchronously by this thread only; every thread
 	 * started below inherits the blocked mask. */
 	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	cli_block_signals(&sigs);
 
 	core_opts co = { 0 };
 	co.max_object_size = so.max_object_size;

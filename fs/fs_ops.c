@@ -351,14 +351,22 @@ static int fs_resolve(fs_ctx *m, const fs_name *pn, const char *name, char **pat
 
 /* ---- lookup / forget / getattr ------------------------------------------- */
 
+/* The name of directory inode `parent`; on failure replies ENOMEM to req. */
+static int fs_parentName(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, fs_name *pn)
+{
+	if (fs_inode_name(m, fs_inode_from(m, parent), pn) < 0) {
+		fuse_reply_err(req, ENOMEM);
+		return -1;
+	}
+	return 0;
+}
+
 static void fs_opLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_name pn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	char *path;
 	struct stat st;
 	int r = fs_resolve(m, &pn, name, &path, &st);
@@ -707,10 +715,8 @@ static void fs_opMkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	fs_ctx *m = fs_ctxOf(req);
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	fs_name pn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	sl_err err;
 	int r;
 	char *meta = fs_meta_new(S_IFDIR | (mode & 07777), fc->uid, fc->gid);
@@ -780,10 +786,8 @@ static void fs_opRmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_name pn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	sl_err err;
 	int r;
 	if (!pn.bucket) {
@@ -1506,10 +1510,8 @@ static void fs_opUnlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_name pn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	int r;
 	char *path = NULL;
 	if (!pn.bucket) {
@@ -1613,10 +1615,8 @@ static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_name pn, npn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	if (fs_inode_name(m, fs_inode_from(m, newparent), &npn) < 0) {
 		fs_name_clear(&pn);
 		fuse_reply_err(req, ENOMEM);
@@ -1699,10 +1699,8 @@ static void fs_opSymlink(fuse_req_t req, const char *link, fuse_ino_t parent, co
 	fs_ctx *m = fs_ctxOf(req);
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	fs_name pn;
-	if (fs_inode_name(m, fs_inode_from(m, parent), &pn) < 0) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs_parentName(req, m, parent, &pn) < 0)
 		return;
-	}
 	int r;
 	char *path = NULL;
 	char *meta = fs_meta_new(S_IFLNK | 0777, fc->uid, fc->gid);
