@@ -44,7 +44,8 @@ enum {
 	SV_IDLE_TIMEOUT, SV_MAX_CONNECTIONS, SV_SHUTDOWN_TIMEOUT, SV_QUIET, SV_CONFIG,
 	SV_PEER, SV_PEER_CREDENTIALS, SV_REPL_TRIM, SV_TLS_CERT, SV_TLS_KEY, SV_PEER_CA,
 	SV_TRUSTED_PROXIES, SV_METRICS_OPEN_CIDR, SV_AUTH_FAIL_BURST, SV_AUTH_FAIL_PER_MIN,
-	SV_MAX_INFLIGHT_PER_KEY, SV_REPLAY_CACHE, SV_COUNT
+	SV_MAX_INFLIGHT_PER_KEY, SV_REPLAY_CACHE, SV_HEADER_TIMEOUT, SV_BODY_TIMEOUT,
+	SV_BODY_MIN_RATE, SV_COUNT
 };
 
 static const char *const sv_names[SV_COUNT] = {
@@ -53,7 +54,7 @@ static const char *const sv_names[SV_COUNT] = {
 	"max-connections", "shutdown-timeout", "quiet", "config",
 	"peer", "peer-credentials", "repl-trim", "tls-cert", "tls-key", "peer-ca",
 	"trusted-proxies", "metrics-open-cidr", "auth-fail-burst", "auth-fail-per-min",
-	"max-inflight-per-key", "replay-cache",
+	"max-inflight-per-key", "replay-cache", "header-timeout", "body-timeout", "body-min-rate",
 };
 
 typedef struct serve_cfg {
@@ -76,6 +77,13 @@ static void serve_usage(FILE *f)
 		"  --max-header-bytes N   request header section limit (default 16K)\n"
 		"  --max-url-bytes N      request target limit (default 8K)\n"
 		"  --idle-timeout SEC     close connections idle this long (default 60)\n"
+		"  --header-timeout SEC   request line + headers must arrive within SEC of the\n"
+		"                         connection opening or the previous request ending;\n"
+		"                         later, the connection is dropped (default 30)\n"
+		"  --body-timeout SEC     each SEC spent waiting for a request body must bring\n"
+		"                         body-min-rate x SEC bytes, else 400 RequestTimeout and\n"
+		"                         nothing is stored (default 30)\n"
+		"  --body-min-rate N      bytes/s a body must average per window (default 1K)\n"
 		"  --max-connections N    concurrent connections (default 256)\n"
 		"  --shutdown-timeout SEC grace for in-flight requests on SIGTERM (default 30)\n"
 		"  --quiet                no per-request log lines\n"
@@ -409,6 +417,9 @@ int cli_serve(int argc, char **argv)
 		{ "auth-fail-per-min", required_argument, NULL, 1000 + SV_AUTH_FAIL_PER_MIN },
 		{ "max-inflight-per-key", required_argument, NULL, 1000 + SV_MAX_INFLIGHT_PER_KEY },
 		{ "replay-cache", required_argument, NULL, 1000 + SV_REPLAY_CACHE },
+		{ "header-timeout", required_argument, NULL, 1000 + SV_HEADER_TIMEOUT },
+		{ "body-timeout", required_argument, NULL, 1000 + SV_BODY_TIMEOUT },
+		{ "body-min-rate", required_argument, NULL, 1000 + SV_BODY_MIN_RATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -480,6 +491,9 @@ int cli_serve(int argc, char **argv)
 		{ SV_MAX_HEADER_BYTES, NULL, &so.max_header_bytes, NULL },
 		{ SV_MAX_URL_BYTES, NULL, &so.max_url_bytes, NULL },
 		{ SV_IDLE_TIMEOUT, NULL, NULL, &so.idle_timeout_sec },
+		{ SV_HEADER_TIMEOUT, NULL, NULL, &so.header_timeout_sec },
+		{ SV_BODY_TIMEOUT, NULL, NULL, &so.body_timeout_sec },
+		{ SV_BODY_MIN_RATE, NULL, NULL, &so.body_min_rate },
 		{ SV_MAX_CONNECTIONS, NULL, NULL, &so.max_connections },
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {

@@ -299,10 +299,13 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 	void *blob = rc == 0 ? core_chunks_blob(ch, n, &blen) : NULL;
 	if (rc == 0 && (!blob || !meta_s))
 		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
+	/* multipart completion: the parts' sizes, as a JSON array */
+	json_t *parts = json_object_get(op, "parts");
+	char *parts_s = json_is_array(parts) ? json_dumps(parts, JSON_COMPACT) : NULL;
 	if (rc == 0) {
 		st = meta_stmt(w, "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
-				  " mtime_ms, meta, state, chunks) "
-				  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+				  " mtime_ms, meta, state, chunks, parts) "
+				  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
 			       err);
 		if (!st)
 			rc = err->code;
@@ -320,8 +323,13 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 		sqlite3_bind_text(st, 10, meta_s, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 11, state);
 		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
+		if (parts_s)
+			sqlite3_bind_text(st, 13, parts_s, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 13);
 		rc = meta_done(w, st, err);
 	}
+	free(parts_s);
 	free(blob);
 	free(ch);
 	free(meta_s);

@@ -131,6 +131,12 @@ char *core_meta_get(const char *meta_json, const char *name);
  * delete marker by version id returns 0 with out->delete_marker = 1. */
 int core_head(core *c, const char *bucket, const char *key, const char *version_id,
 	      core_objinfo *out, sl_err *err);
+/* The part sizes of one version (version_id as core_objinfo gives it; NULL =
+ * "null") if it was completed from a multipart upload: *sizes is malloc'd
+ * (free()), *n parts. *n = 0 and *sizes = NULL for a version not assembled
+ * from parts, or completed before part sizes were kept (schema 5). */
+int core_version_parts(core *c, const char *bucket, const char *key, const char *version_id,
+		       uint64_t **sizes, size_t *n, sl_err *err);
 
 /* ---- writing ------------------------------------------------------------- */
 

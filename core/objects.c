@@ -476,6 +476,7 @@ typedef struct put_arg {
 	const core_cond *cond;
 	const char *kind;
 	const char *mpu_end; /* upload id to close in the same transaction */
+	json_t *parts;       /* multipart completion: the parts' sizes (borrowed), else NULL */
 	core_objinfo *out;
 } put_arg;
 
@@ -589,6 +590,8 @@ static int prep_put(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	json_object_set_new(op, "etag", json_string(a->etag));
 	json_object_set_new(op, "meta", meta);
 	json_object_set_new(op, "chunks", ch);
+	if (a->parts)
+		json_object_set(op, "parts", a->parts);
 	if ((rc = core_txn_apply(c, w, t, op, err)) < 0)
 		return rc;
 	if (a->mpu_end) {
@@ -1058,6 +1061,58 @@ int core_head(core *c, const char *bucket, const char *key, const char *version_
 				rc = sl_err_set(err, SL_ENOKEY, "%s/%s is deleted", bucket, key);
 		}
 	}
+	meta_reader_release(c->md, r);
+	return rc;
+}
+
+int core_version_parts(core *c, const char *bucket, const char *key, const char *version_id,
+		       uint64_t **sizes, size_t *n, sl_err *err)
+{
+	*sizes = NULL;
+	*n = 0;
+	meta_conn *r = meta_reader(c->md);
+	int rc = 0;
+	sqlite3_stmt *st = meta_stmt(r, "SELECT parts FROM versions WHERE bucket=?1 AND key=?2 "
+					"AND vid=?3",
+				     err);
+	if (!st) {
+		rc = err->code;
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, version_id ? version_id : CORE_NULL_VERSION, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_DONE) {
+		rc = sl_err_set(err, SL_ENOVERSION, "no such version of %s/%s", bucket, key);
+	} else if (s != SQLITE_ROW) {
+		rc = meta_fail(r, "read parts", err);
+	} else if (sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+		json_error_t je;
+		json_t *a = json_loads((const char *)sqlite3_column_text(st, 0), 0, &je);
+		size_t cnt = json_is_array(a) ? json_array_size(a) : 0;
+		uint64_t *v = cnt ? calloc(cnt, sizeof(*v)) : NULL;
+		if (cnt && !v)
+			rc = sl_err_set(err, SL_ENOMEM, "out of memory");
+		for (size_t i = 0; v && i < cnt; i++) {
+			json_t *e = json_array_get(a, i);
+			if (!json_is_integer(e) || json_integer_value(e) < 0) {
+				rc = sl_err_set(err, SL_ECORRUPT, "bad part list of %s/%s", bucket,
+						key);
+				break;
+			}
+			v[i] = (uint64_t)json_integer_value(e);
+		}
+		json_decref(a);
+		if (rc == 0) {
+			*sizes = v;
+			*n = cnt;
+		} else {
+			free(v);
+		}
+	}
+	sqlite3_reset(st);
+out:
 	meta_reader_release(c->md, r);
 	return rc;
 }
@@ -1864,6 +1919,11 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 			return sl_err_set(err, SL_EPARTORDER,
 					  "the list of parts was not in ascending order");
 		}
+	json_t *psizes = json_array(); /* kept with the version (?partNumber=N) */
+	if (!psizes) {
+		free(meta);
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	}
 	sqlite3_stmt *st = meta_stmt(w, "SELECT size, etag, chunks FROM parts WHERE upload=?1 "
 					"AND num=?2",
 				     err);
@@ -1918,6 +1978,8 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		n += pn;
 		size += psize;
 		free(pc);
+		if (json_array_append_new(psizes, json_integer((json_int_t)psize)) != 0)
+			rc = sl_err_set(err, SL_ENOMEM, "out of memory");
 	}
 	if (st)
 		sqlite3_reset(st);
@@ -1931,11 +1993,12 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		snprintf(et + 32, 40, "-%zu", a->nparts);
 		put_arg pa = { .bucket = a->b, .key = a->k, .chunks = all, .n = n, .size = size,
 			       .etag = et, .meta = meta, .cond = a->cond, .kind = "mpu",
-			       .mpu_end = a->id, .out = a->out };
+			       .mpu_end = a->id, .parts = psizes, .out = a->out };
 		core_txn sub = *t;
 		sub.arg = &pa;
 		rc = prep_put(c, w, &sub, err);
 	}
+	json_decref(psizes);
 	free(all);
 	free(meta);
 	return rc;

@@ -69,6 +69,9 @@ static const char *migrations[] = {
 	"  secret BLOB NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,"
 	"  root INTEGER NOT NULL DEFAULT 0, policy TEXT, created_ms INTEGER NOT NULL,"
 	"  updated_ms INTEGER NOT NULL) WITHOUT ROWID;",
+	/* 5: part sizes of a version completed from a multipart upload (JSON
+	 * array, NULL otherwise), for GET/HEAD ?partNumber=N */
+	"ALTER TABLE versions ADD COLUMN parts TEXT;",
 };
 
 static int conn_open(meta_conn *c, const char *path, int flags, sl_err *err)

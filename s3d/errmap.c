@@ -36,6 +36,7 @@ static const s3d_code s3d_codes[] = {
 	{ "InvalidLocationConstraint", 400, "The specified location-constraint is not valid" },
 	{ "InvalidURI", 400, "Couldn't parse the specified URI." },
 	{ "InvalidPart", 400, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag." },
+	{ "InvalidPartNumber", 416, "The requested partnumber is not satisfiable" },
 	{ "InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number." },
 	{ "InvalidRange", 416, "The requested range is not satisfiable" },
 	{ "InvalidRequest", 400, "Invalid Request" },

@@ -484,10 +484,20 @@ void s3d_op_get_object(s3d_req *r, int head)
 		s3d_error(r, "InvalidArgument", 400, "Version id cannot be the empty string");
 		return;
 	}
+	/* ?partNumber=N: that part's byte range of an object completed from a
+	 * multipart upload (206, x-amz-mp-parts-count); N = 1 of any other
+	 * object is the whole object. */
+	uint64_t part_no = 0;
 	if (s3d_arg_has(r, "partNumber")) {
-		const char *pn = s3d_arg_get(r, "partNumber");
-		if (strcmp(pn, "1") != 0) {
-			s3d_error(r, "NotImplemented", 501, "GET by partNumber other than 1 is not supported.");
+		if (s3d_parse_u64(s3d_arg_get(r, "partNumber"), &part_no) != 0 || part_no < 1 ||
+		    part_no > 10000) {
+			s3d_error(r, "InvalidArgument", 400,
+				  "Part number must be an integer between 1 and 10000, inclusive");
+			return;
+		}
+		if (s3d_hdr(r, "Range")) {
+			s3d_error(r, "InvalidRequest", 400,
+				  "Cannot specify both Range header and partNumber query parameter");
 			return;
 		}
 	}
@@ -543,6 +553,40 @@ void s3d_op_get_object(s3d_req *r, int head)
 	const char *rh = s3d_hdr(r, "Range");
 	if (rh)
 		nr = s3d_parse_range(rh, size, ranges);
+	size_t nparts = 0;
+	if (part_no) {
+		uint64_t *psz = NULL;
+		int prc = core_version_parts(r->srv->core, r->bucket, r->key, oi.version_id, &psz,
+					     &nparts, &e);
+		uint64_t off = 0, sum = 0;
+		for (size_t i = 0; i < nparts; i++) {
+			if (i + 1 < part_no)
+				off += psz[i];
+			sum += psz[i];
+		}
+		if (prc == 0 && nparts && sum != size)
+			prc = sl_err_set(&e, SL_EINTERNAL, "part sizes do not add up");
+		if (prc != 0 || (nparts == 0 && part_no > 1) || (nparts && part_no > nparts)) {
+			free(psz);
+			core_reader_free(rd);
+			core_objinfo_clear(&oi);
+			if (prc != 0)
+				s3d_error_sl(r, prc, &e);
+			else
+				s3d_error(r, "InvalidPartNumber", 416, NULL);
+			return;
+		}
+		if (nparts) {
+			uint64_t plen = psz[part_no - 1];
+			/* an empty part (only a lone one can be) is served as the whole object */
+			if (plen) {
+				ranges[0].first = off;
+				ranges[0].last = off + plen - 1;
+				nr = 1;
+			}
+		}
+		free(psz);
+	}
 	if (nr < 0) {
 		char cr[48];
 		snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
@@ -623,6 +667,11 @@ void s3d_op_get_object(s3d_req *r, int head)
 	char mct[96];
 	snprintf(mct, sizeof(mct), "multipart/byteranges; boundary=%s", boundary);
 	s3d_object_headers(r, resp, &oi, 1, nr > 1 ? mct : NULL);
+	if (nparts) {
+		char pc[24];
+		snprintf(pc, sizeof(pc), "%zu", nparts);
+		s3d_hadd(resp, "x-amz-mp-parts-count", pc);
+	}
 	unsigned status = 200;
 	if (nr == 1) {
 		char cr[96];

@@ -31,6 +31,11 @@ typedef struct s3d_opts {
 	size_t max_header_bytes;    /* 0 = 16 KiB: sum of header names+values per request */
 	size_t max_url_bytes;       /* 0 = 8 KiB: request target length */
 	unsigned idle_timeout_sec;  /* 0 = 60: a connection silent this long is closed */
+	unsigned header_timeout_sec; /* 0 = 30: request line + headers must arrive within this
+				      * of the connection opening or the previous request ending */
+	unsigned body_timeout_sec;  /* 0 = 30: every window this long spent waiting for a body... */
+	unsigned body_min_rate;     /* 0 = 1024: ...must bring body_min_rate bytes/s, else
+				     * 400 RequestTimeout (server.c, "connection watch") */
 	unsigned max_connections;   /* 0 = 256 */
 	int quiet;                  /* no per-request log lines */
 	const char *tls_cert;       /* PEM certificate chain: serve HTTPS (with tls_key); NULL = HTTP */

@@ -49,6 +49,7 @@ struct s3d {
 	pthread_cond_t idle;
 	int inflight;
 	uint64_t seq;
+	struct s3d_watch *watch; /* header/body deadlines (server.c), own lock */
 };
 
 /* 1 if s is NULL or valid UTF-8 (util.c). */
@@ -178,6 +179,7 @@ struct s3d_req {
 	s3d_sink_fn sink;
 	s3d_finish_fn finish;
 	int body_failed;     /* an error answer was already queued from the body */
+	struct s3d_conn *cn; /* the connection's deadline entry (server.c), NULL if none */
 
 	/* headers added to whatever answer goes out (x-amz-delete-marker, ...) */
 	char *xh_name[6], *xh_value[6];

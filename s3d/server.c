@@ -396,6 +396,338 @@ static void s3d_req_begin(s3d_req *r, const char *method)
 	s3d_route(r);
 }
 
+/* ---- connection watch: header and body deadlines ---------------------------
+ *
+ * libmicrohttpd only has an inactivity timeout, so a client that trickles a
+ * byte every few seconds would hold a connection (and its thread) forever.
+ * Every connection therefore has an entry here (added on NOTIFY_STARTED,
+ * removed on NOTIFY_CLOSED, which MHD calls before it closes the socket),
+ * and a watchdog thread checks them four times a second:
+ *
+ *   headers  the request line and header section must be complete within
+ *            header_timeout_sec of the connection opening, or of the end of
+ *            the previous request on a keep-alive connection (so an idle
+ *            keep-alive connection is closed after that long too);
+ *   body     while the daemon waits for a request body, every
+ *            body_timeout_sec spent waiting must bring at least
+ *            body_min_rate * body_timeout_sec bytes (at least one). Time our
+ *            handler spends storing the body does not count.
+ *
+ * A late header section is cut (shutdown of the socket: MHD then closes it;
+ * there is no request to answer). A body that falls short gets 400
+ * RequestTimeout written directly on the socket when nothing else can be
+ * writing there (plain HTTP, no answer queued, MHD waiting for body bytes),
+ * and the socket is shut down either way; MHD then ends the request as a
+ * client abort, so the upload's writer is aborted in s3d_req_free and
+ * nothing of it becomes visible. An entry marked cut makes the access
+ * handler refuse any further call, so no answer races the watchdog's.
+ */
+
+enum { S3D_PH_HEADERS, S3D_PH_BODY, S3D_PH_RESP };
+enum { S3D_CUT_NONE, S3D_CUT_HEADERS, S3D_CUT_BODY };
+
+typedef struct s3d_conn {
+	struct s3d_conn *prev, *next;
+	struct MHD_Connection *conn;
+	int fd;
+	char ip[64];
+	int phase;        /* S3D_PH_* */
+	int served;       /* requests completed on this connection */
+	int line_seen;    /* the current request's request line has arrived */
+	int busy;         /* the connection thread is inside our access handler */
+	int answerable;   /* body phase with no answer decided: a 400 may be written */
+	int cut;          /* S3D_CUT_*: shut down by the watchdog */
+	int64_t t_phase;  /* monotonic us: when the phase began */
+	int64_t t_exit;   /* when the handler last returned */
+	int64_t waited;   /* body phase: us spent waiting on the client up to t_exit */
+	int64_t win_wait; /* waited when the current window began */
+	uint64_t bytes, win_bytes; /* body bytes so far / when the window began */
+	char req_id[20];
+} s3d_conn;
+
+struct s3d_watch {
+	pthread_mutex_t lock; /* protects everything here and in the entries */
+	pthread_cond_t cond;
+	s3d_conn *head;
+	pthread_t thread;
+	int running, stop;
+};
+
+/* Writes the 400 RequestTimeout answer on a connection whose body is late.
+ * Called with the watch lock held; never blocks (the socket buffer is empty:
+ * MHD is waiting for body bytes and has nothing queued). */
+static void s3d_watch_answer_timeout(s3d *s, s3d_conn *e)
+{
+	char body[512], msg[1024];
+	int bn = snprintf(body, sizeof(body),
+			  S3D_XML_HEAD "<Error><Code>RequestTimeout</Code><Message>Your socket "
+				       "connection to the server was not read from or written to "
+				       "within the timeout period. Idle connections will be closed."
+				       "</Message><RequestId>%s</RequestId><HostId>%s</HostId></Error>",
+			  e->req_id, s->owner_id);
+	if (bn < 0 || bn >= (int)sizeof(body))
+		return;
+	int mn = snprintf(msg, sizeof(msg),
+			  "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\n"
+			  "Content-Length: %d\r\nConnection: close\r\nx-amz-request-id: %s\r\n"
+			  "Server: Seglake\r\n\r\n%s",
+			  bn, e->req_id, body);
+	if (mn < 0 || mn >= (int)sizeof(msg))
+		return;
+	ssize_t w = send(e->fd, msg, (size_t)mn, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w; /* best effort: the socket is shut down next anyway */
+}
+
+static void s3d_watch_check(s3d *s, int64_t now)
+{
+	struct s3d_watch *wt = s->watch;
+	const int64_t hdr_us = (int64_t)s->o.header_timeout_sec * 1000000;
+	const int64_t body_us = (int64_t)s->o.body_timeout_sec * 1000000;
+	uint64_t need = (uint64_t)s->o.body_min_rate * s->o.body_timeout_sec; /* both < 2^32 */
+	if (need == 0)
+		need = 1;
+	for (s3d_conn *e = wt->head; e; e = e->next) {
+		if (e->cut)
+			continue;
+		if (e->phase == S3D_PH_HEADERS && now - e->t_phase >= hdr_us) {
+			e->cut = S3D_CUT_HEADERS;
+			shutdown(e->fd, SHUT_RDWR);
+			/* An idle keep-alive connection closes quietly, like MHD's
+			 * idle timeout; a started or first request is worth a line. */
+			if (!s->o.quiet && (e->line_seen || e->served == 0))
+				fprintf(s->o.log,
+					"s3d: closed connection from %s: request headers not complete within %us\n",
+					e->ip, s->o.header_timeout_sec);
+		} else if (e->phase == S3D_PH_BODY && !e->busy) {
+			int64_t waited = e->waited + (now - e->t_exit);
+			if (waited - e->win_wait < body_us)
+				continue;
+			if (e->bytes - e->win_bytes >= need) {
+				e->win_wait = waited; /* enough arrived: a new window */
+				e->win_bytes = e->bytes;
+				continue;
+			}
+			e->cut = S3D_CUT_BODY;
+			int answer = e->answerable && !s->tls;
+			if (answer)
+				s3d_watch_answer_timeout(s, e);
+			shutdown(e->fd, SHUT_RDWR);
+			if (!s->o.quiet)
+				fprintf(s->o.log,
+					"s3d: %s: request body from %s too slow (%llu bytes in the last %us), %s\n",
+					e->req_id, e->ip,
+					(unsigned long long)(e->bytes - e->win_bytes),
+					s->o.body_timeout_sec,
+					answer ? "answered RequestTimeout" : "connection closed");
+		}
+	}
+}
+
+static void *s3d_watch_main(void *arg)
+{
+	s3d *s = arg;
+	struct s3d_watch *wt = s->watch;
+	pthread_mutex_lock(&wt->lock);
+	while (!wt->stop) {
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_nsec += 250 * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&wt->cond, &wt->lock, &dl);
+		if (!wt->stop)
+			s3d_watch_check(s, s3d_mono_us());
+	}
+	pthread_mutex_unlock(&wt->lock);
+	return NULL;
+}
+
+static int s3d_watch_new(s3d *s, sl_err *err)
+{
+	struct s3d_watch *wt = calloc(1, sizeof(*wt));
+	if (!wt)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&wt->lock, NULL);
+	pthread_cond_init(&wt->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->watch = wt;
+	int rc = pthread_create(&wt->thread, NULL, s3d_watch_main, s);
+	if (rc != 0)
+		return sl_err_set(err, SL_EIO, "cannot start the connection watchdog: %s",
+				  strerror(rc));
+	wt->running = 1;
+	return 0;
+}
+
+/* After MHD stopped (every connection is gone): stops the thread, frees. */
+static void s3d_watch_free(s3d *s)
+{
+	struct s3d_watch *wt = s->watch;
+	if (!wt)
+		return;
+	if (wt->running) {
+		pthread_mutex_lock(&wt->lock);
+		wt->stop = 1;
+		pthread_cond_signal(&wt->cond);
+		pthread_mutex_unlock(&wt->lock);
+		pthread_join(wt->thread, NULL);
+	}
+	while (wt->head) {
+		s3d_conn *e = wt->head;
+		wt->head = e->next;
+		free(e);
+	}
+	pthread_cond_destroy(&wt->cond);
+	pthread_mutex_destroy(&wt->lock);
+	free(wt);
+	s->watch = NULL;
+}
+
+static void s3d_watch_add(s3d *s, struct MHD_Connection *c)
+{
+	s3d_conn *e = calloc(1, sizeof(*e));
+	if (!e)
+		return; /* unwatched: only the idle timeout applies */
+	const union MHD_ConnectionInfo *fi =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ai =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!fi) {
+		free(e);
+		return;
+	}
+	e->conn = c;
+	e->fd = fi->connect_fd;
+	snprintf(e->ip, sizeof(e->ip), "?");
+	if (ai && ai->client_addr) {
+		const struct sockaddr *sa = ai->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+				  e->ip, sizeof(e->ip));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+				  e->ip, sizeof(e->ip));
+	}
+	e->phase = S3D_PH_HEADERS;
+	e->t_phase = s3d_mono_us();
+	struct s3d_watch *wt = s->watch;
+	pthread_mutex_lock(&wt->lock);
+	e->next = wt->head;
+	if (wt->head)
+		wt->head->prev = e;
+	wt->head = e;
+	pthread_mutex_unlock(&wt->lock);
+}
+
+static s3d_conn *s3d_watch_find_locked(struct s3d_watch *wt, struct MHD_Connection *c)
+{
+	for (s3d_conn *e = wt->head; e; e = e->next)
+		if (e->conn == c)
+			return e;
+	return NULL;
+}
+
+static void s3d_watch_remove(s3d *s, struct MHD_Connection *c)
+{
+	struct s3d_watch *wt = s->watch;
+	pthread_mutex_lock(&wt->lock);
+	s3d_conn *e = s3d_watch_find_locked(wt, c);
+	if (e) {
+		if (e->prev)
+			e->prev->next = e->next;
+		else
+			wt->head = e->next;
+		if (e->next)
+			e->next->prev = e->prev;
+	}
+	pthread_mutex_unlock(&wt->lock);
+	free(e);
+}
+
+/* The request line of a new request arrived (URI callback). */
+static void s3d_watch_line(s3d *s, s3d_req *r)
+{
+	struct s3d_watch *wt = s->watch;
+	pthread_mutex_lock(&wt->lock);
+	r->cn = s3d_watch_find_locked(wt, r->conn);
+	if (r->cn)
+		r->cn->line_seen = 1;
+	pthread_mutex_unlock(&wt->lock);
+}
+
+/* Entering the access handler with n body bytes. -1: the watchdog cut this
+ * connection; the handler must refuse (MHD_NO) without answering. */
+static int s3d_watch_enter(s3d_req *r, size_t n)
+{
+	s3d_conn *e = r->cn;
+	if (!e)
+		return 0;
+	struct s3d_watch *wt = r->srv->watch;
+	int rc = 0;
+	pthread_mutex_lock(&wt->lock);
+	if (e->cut) {
+		rc = -1;
+	} else {
+		e->busy = 1;
+		if (e->phase == S3D_PH_BODY) {
+			e->waited += s3d_mono_us() - e->t_exit;
+			e->bytes += n;
+		}
+	}
+	pthread_mutex_unlock(&wt->lock);
+	return rc;
+}
+
+/* Leaving the access handler. first: the call that followed the header
+ * section (body: the request has one); final: the call after the body. */
+static void s3d_watch_leave(s3d_req *r, int first, int body, int final)
+{
+	s3d_conn *e = r->cn;
+	if (!e)
+		return;
+	struct s3d_watch *wt = r->srv->watch;
+	int64_t now = s3d_mono_us();
+	pthread_mutex_lock(&wt->lock);
+	e->busy = 0;
+	e->t_exit = now;
+	if (first) {
+		e->phase = body ? S3D_PH_BODY : S3D_PH_RESP;
+		e->t_phase = now;
+		e->waited = e->win_wait = 0;
+		e->bytes = e->win_bytes = 0;
+		memcpy(e->req_id, r->id, sizeof(e->req_id));
+	} else if (final) {
+		e->phase = S3D_PH_RESP;
+	}
+	e->answerable = !r->responded;
+	pthread_mutex_unlock(&wt->lock);
+}
+
+/* The request ended: how the watchdog cut it (S3D_CUT_*), and the
+ * connection's header clock restarts for a next request. */
+static int s3d_watch_done(s3d_req *r)
+{
+	s3d_conn *e = r->cn;
+	if (!e)
+		return S3D_CUT_NONE;
+	struct s3d_watch *wt = r->srv->watch;
+	pthread_mutex_lock(&wt->lock);
+	int cut = e->cut;
+	e->phase = S3D_PH_HEADERS;
+	e->t_phase = s3d_mono_us();
+	e->line_seen = 0;
+	e->busy = 0;
+	e->served++;
+	pthread_mutex_unlock(&wt->lock);
+	r->cn = NULL;
+	return cut;
+}
+
 /* ---- MHD callbacks -------------------------------------------------------- */
 
 static void *s3d_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -415,35 +747,29 @@ static void *s3d_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	pthread_mutex_unlock(&s->lock);
 	r->counted = 1;
 	snprintf(r->id, sizeof(r->id), "%08X%08X", s->boot, (unsigned)seq);
+	s3d_watch_line(s, r);
 	return r;
 }
 
-static enum MHD_Result s3d_on_access(void *cls, struct MHD_Connection *conn, const char *url,
-				     const char *method, const char *version,
-				     const char *upload_data, size_t *upload_data_size,
-				     void **con_cls)
+/* Does the request announce a body? */
+static int s3d_conn_has_body(struct MHD_Connection *conn)
 {
-	(void)url;
-	(void)version;
-	s3d_req *r = *con_cls;
-	if (!r) {
-		r = s3d_on_uri(cls, url, conn);
-		if (!r)
-			return MHD_NO;
-		*con_cls = r;
-	}
-	r->conn = conn;
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+	return te || (cl && strcmp(cl, "0") != 0);
+}
+
+static enum MHD_Result s3d_on_access_req(s3d_req *r, struct MHD_Connection *conn,
+					 const char *method, const char *upload_data,
+					 size_t *upload_data_size)
+{
 	if (!r->started) {
 		r->started = 1;
 		/* An answer queued before MHD has seen the (empty) body makes it
 		 * close the connection; without a body, hold it for the final call
 		 * so keep-alive works. With a body, answering early (errors before
 		 * Expect: 100-continue) is what we want. */
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-		const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     "Transfer-Encoding");
-		int has_body = te || (cl && strcmp(cl, "0") != 0);
-		r->in_body = !has_body;
+		r->in_body = !s3d_conn_has_body(conn);
 		s3d_req_begin(r, method);
 		r->in_body = 0;
 		return MHD_YES;
@@ -482,6 +808,29 @@ static enum MHD_Result s3d_on_access(void *cls, struct MHD_Connection *conn, con
 		}
 	}
 	return MHD_YES;
+}
+
+static enum MHD_Result s3d_on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				     const char *method, const char *version,
+				     const char *upload_data, size_t *upload_data_size,
+				     void **con_cls)
+{
+	(void)version;
+	s3d_req *r = *con_cls;
+	if (!r) {
+		r = s3d_on_uri(cls, url, conn);
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+	}
+	r->conn = conn;
+	int first = !r->started;
+	size_t n = *upload_data_size;
+	if (s3d_watch_enter(r, n) != 0)
+		return MHD_NO; /* cut by the watchdog: the request ends as aborted */
+	enum MHD_Result res = s3d_on_access_req(r, conn, method, upload_data, upload_data_size);
+	s3d_watch_leave(r, first, first && s3d_conn_has_body(conn), !first && n == 0);
+	return res;
 }
 
 static void s3d_req_free(s3d_req *r)
@@ -529,6 +878,16 @@ static void s3d_on_completed(void *cls, struct MHD_Connection *conn, void **con_
 				  toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown" :
 				  toe == MHD_REQUEST_TERMINATED_READ_ERROR ? "read-error" :
 									     "error";
+		int cut = s3d_watch_done(r);
+		if (cut == S3D_CUT_HEADERS) {
+			how = "header-timeout";
+		} else if (cut == S3D_CUT_BODY) {
+			how = "body-timeout";
+			if (!r->responded) {
+				r->status = 400;
+				snprintf(r->errcode, sizeof(r->errcode), "RequestTimeout");
+			}
+		}
 		s3d_access_done(r, how, s3d_mono_us() - r->t0_us);
 	}
 	int counted = r->counted;
@@ -561,9 +920,12 @@ static size_t s3d_unescape_none(void *cls, struct MHD_Connection *c, char *s)
 static void s3d_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 			      enum MHD_ConnectionNotificationCode toe)
 {
-	(void)c;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		*socket_context = cls;
+		s3d_watch_add(cls, c);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		s3d_watch_remove(cls, c); /* before MHD closes the socket */
+	}
 }
 
 int s3d_tls_reload_files(s3d *s, sl_err *err)
@@ -651,6 +1013,12 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 		s->o.max_url_bytes = 8 * 1024;
 	if (!s->o.idle_timeout_sec)
 		s->o.idle_timeout_sec = 60;
+	if (!s->o.header_timeout_sec)
+		s->o.header_timeout_sec = 30;
+	if (!s->o.body_timeout_sec)
+		s->o.body_timeout_sec = 30;
+	if (!s->o.body_min_rate)
+		s->o.body_min_rate = 1024;
 	if (!s->o.max_connections)
 		s->o.max_connections = 256;
 	if (!s->o.log)
@@ -668,15 +1036,21 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 	snprintf(s->owner_id, sizeof(s->owner_id), "%s%s%s%s", core_node_id(c), core_node_id(c),
 		 core_node_id(c), core_node_id(c));
 
+	int rc;
 	if (o->metrics_open_cidr && *o->metrics_open_cidr &&
 	    ops_cidrs_parse(o->metrics_open_cidr, &s->metrics_open, err) != 0) {
 		s3d_stop(s, 0);
 		return SL_EINVAL;
 	}
 	s->o.metrics_open_cidr = NULL; /* parsed into s->metrics_open */
+	rc = s3d_watch_new(s, err);
+	if (rc != 0) {
+		s3d_stop(s, 0);
+		return rc;
+	}
 	struct sockaddr_storage ss;
 	socklen_t sl = 0;
-	int rc = s3d_parse_listen(s->listen, &ss, &sl, err);
+	rc = s3d_parse_listen(s->listen, &ss, &sl, err);
 	if (rc != 0) {
 		s3d_stop(s, 0);
 		return rc;
@@ -765,6 +1139,7 @@ void s3d_stop(s3d *s, unsigned grace_ms)
 				left, grace_ms);
 		MHD_stop_daemon(s->mhd);
 	}
+	s3d_watch_free(s); /* every connection is gone */
 	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->lock);
 	free(s->listen);
