@@ -307,6 +307,7 @@ void fs_mount_stop(fs_mount *m)
 		m->fhs = fh->next;
 		free(fh);
 	}
+	fs_dirs_free(m); /* likewise directory handles (a RELEASEDIR still queued) */
 	pthread_mutex_destroy(&m->fhlock);
 	fs_inode_table_free(m);
 	fs_self_free(m);

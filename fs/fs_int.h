@@ -119,6 +119,9 @@ typedef struct fs_dirh {
 	int truncated;   /* more pages after this one */
 	char *marker;    /* core_list start_after for the next page */
 	int loaded;
+	struct fs_dirh *prev, *next; /* open directory handles of the mount (freed at
+				      * stop if the session ends before the kernel
+				      * releases them) */
 } fs_dirh;
 
 /* A change this mount made, so the oplog follower skips its echo. It
@@ -172,8 +175,9 @@ struct fs_mount {
 	pthread_t md5_thr;
 	int md5_init, md5_started, mdstop;
 
-	pthread_mutex_t fhlock; /* the list of open file handles */
+	pthread_mutex_t fhlock; /* the lists of open file and directory handles */
 	struct fs_fh *fhs;
+	struct fs_dirh *dhs;
 
 	pthread_mutex_t slock; /* ring of keys this mount changed recently */
 	fs_selfop self[FS_SELF_RING];
@@ -272,6 +276,9 @@ void fs_self_seal(fs_ctx *m);
 /* 1 if the entry (seq, bucket, key) of this node is the echo of a note. */
 int fs_self_match(fs_ctx *m, int64_t seq, const char *bucket, const char *key);
 void fs_self_free(fs_ctx *m);
+/* Frees the directory handles the kernel never released (the session ended
+ * first: a RELEASEDIR still queued when the mount stops). */
+void fs_dirs_free(fs_ctx *m);
 
 /* ---- fs_notify.c ---- */
 void *fs_notify_main(void *arg);

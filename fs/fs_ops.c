@@ -848,6 +848,12 @@ static void fs_opOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		return;
 	}
 	pthread_mutex_init(&dh->lock, NULL);
+	pthread_mutex_lock(&m->fhlock);
+	dh->next = m->dhs;
+	if (m->dhs)
+		m->dhs->prev = dh;
+	m->dhs = dh;
+	pthread_mutex_unlock(&m->fhlock);
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	fuse_reply_open(req, fi);
 }
@@ -1143,16 +1149,39 @@ static void fs_opReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
 	fs_dirRead(req, size, off, fi, 1);
 }
 
-static void fs_opReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void fs_dirhFree(fs_dirh *dh)
 {
-	(void)ino;
-	fs_dirh *dh = (fs_dirh *)(uintptr_t)fi->fh;
 	fs_dirClearPage(dh);
 	free(dh->marker);
 	fs_name_clear(&dh->name);
 	pthread_mutex_destroy(&dh->lock);
 	free(dh);
+}
+
+static void fs_opReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_ctx *m = fs_ctxOf(req);
+	fs_dirh *dh = (fs_dirh *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(&m->fhlock);
+	if (dh->prev)
+		dh->prev->next = dh->next;
+	else
+		m->dhs = dh->next;
+	if (dh->next)
+		dh->next->prev = dh->prev;
+	pthread_mutex_unlock(&m->fhlock);
+	fs_dirhFree(dh);
 	fuse_reply_err(req, 0);
+}
+
+void fs_dirs_free(fs_ctx *m)
+{
+	while (m->dhs) {
+		fs_dirh *dh = m->dhs;
+		m->dhs = dh->next;
+		fs_dirhFree(dh);
+	}
 }
 
 static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,

@@ -93,6 +93,10 @@ class Mount:
     def start(self, timeout=15):
         self.mnt.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
+        # each process's output starts at a marker, so a failure shows its own part
+        logf.write(("--- seglake mount started %s ---\n" % time.strftime("%H:%M:%S")).encode())
+        logf.flush()
+        self.log_off = logf.tell()
         self.proc = subprocess.Popen(
             [seglake_bin(), "mount", str(self.data), str(self.mnt), "--foreground", *self.args],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
@@ -102,21 +106,56 @@ class Mount:
             if is_mounted(self.mnt):
                 return self
             if self.proc.poll() is not None:
-                raise AssertionError("mount exited %s: %s" % (self.proc.returncode, self.logtext()))
+                raise AssertionError("mount exited %s at start\n%s" % (
+                    self.status_text(self.proc.returncode), self.diagnosis()))
             time.sleep(0.05)
-        raise AssertionError("mount did not appear: " + self.logtext())
+        raise AssertionError("mount did not appear\n" + self.diagnosis())
 
-    def logtext(self):
+    @staticmethod
+    def status_text(rc):
+        if rc is not None and rc < 0:
+            try:
+                return "on signal %s" % signal.Signals(-rc).name
+            except ValueError:
+                return "on signal %d" % -rc
+        return "with status %s" % rc
+
+    def logtext(self, limit=12000):
+        """This process's log (stdout and stderr, sanitizer reports included):
+        its start and its end when it is longer than limit."""
         try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
+            with open(self.log, "rb") as f:
+                f.seek(getattr(self, "log_off", 0))
+                text = f.read().decode(errors="replace")
+        except OSError as e:
+            return "(no log: %s)" % e
+        if len(text) > limit:
+            text = text[:limit // 2] + "\n[... %d bytes ...]\n" % (len(text) - limit) + \
+                text[-limit // 2:]
+        return text
+
+    def diagnosis(self):
+        """What a failed start or stop leaves to look at: the process's log,
+        whether the mountpoint is still mounted, who holds the data dir lock."""
+        lines = ["mountpoint %s mounted: %s" % (self.mnt, is_mounted(self.mnt))]
+        try:
+            holder = (self.data / "lock").read_text().strip()
+            alive = holder.isdigit() and os.path.exists("/proc/%s" % holder)
+            lines.append("data dir lock last taken by pid %s (%s)" % (
+                holder or "?", "alive" if alive else "gone"))
+        except OSError as e:
+            lines.append("data dir lock: %s" % e)
+        lines.append("--- log %s (this process) ---" % self.log)
+        lines.append(self.logtext())
+        return "\n".join(lines)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Stops the process by pid and makes sure nothing stays mounted."""
+    def stop(self, sig=signal.SIGTERM, timeout=30, check=False):
+        """Stops the process by pid and makes sure nothing stays mounted.
+        Returns its exit status; check: raise, with its log, unless it is 0
+        (a sanitizer report at exit makes it non-zero)."""
         rc = None
         if self.proc is not None:
             if self.proc.poll() is None:
@@ -129,6 +168,9 @@ class Mount:
             else:
                 rc = self.proc.returncode
         force_unmount(self.mnt)
+        if check and rc != 0:
+            raise AssertionError("mount (pid %s) exited %s at stop\n%s" % (
+                self.proc.pid if self.proc else "?", self.status_text(rc), self.diagnosis()))
         return rc
 
     def kill9(self):
@@ -140,7 +182,8 @@ class Mount:
 @pytest.fixture
 def lake(tmp_path):
     """An empty data dir, and a mount of it at tmp_path/mnt with a bucket 'bk1'.
-    Yields the Mount; teardown stops it and unmounts even on failure."""
+    Yields the Mount; teardown stops it and unmounts even on failure, and
+    fails (with the mount's log) unless it exits 0."""
     data = tmp_path / "data"
     local_init(data)
     m = Mount(data, tmp_path / "mnt")
@@ -149,7 +192,7 @@ def lake(tmp_path):
         os.mkdir(m.mnt / "bk1")
         yield m
     finally:
-        m.stop()
+        m.stop(check=True)
 
 
 def local_init(data):

@@ -2,7 +2,9 @@
 
 What it is: `Cluster` creates one network namespace per host, each with
   - a management veth to the test's own namespace (10.210.N.2, test side
-    10.210.N.1) that the test uses for S3 calls, and
+    10.210.N.1, N a /24 no other address of the test's namespace is in, so
+    clusters of concurrent test runs on one machine do not answer for each
+    other) that the test uses for S3 calls, and
   - one veth pair per replication link between two hosts (10.211.L.1/.2),
     which is what peers use, what `cut()`/`heal()` set down/up and what
     `shape()` rate-limits (tbf);
@@ -56,12 +58,14 @@ class Host:
         self.data = os.path.join(root, name, "data")
         self.mnt = os.path.join(root, name, "mnt")
         self.log_path = os.path.join(root, name, "serve.log")
-        self.mgmt_ip = "10.210.%d.2" % idx
+        self.mgmt_net = cluster.free_mgmt_net()
+        self.mgmt_ip = "10.210.%d.2" % self.mgmt_net
         self.endpoint = "http://%s:%d" % (self.mgmt_ip, PORT)
         self.link_ip = {}          # other host name -> this host's address on that link
         self.proc = None
         self.peers = []
         self.env = {}
+        self.exits = []            # (pid, signal sent, exit status) of every stop
         os.makedirs(os.path.join(root, name))
         os.makedirs(self.mnt)
         sh(seglake_bin(), "init", self.data)
@@ -85,18 +89,25 @@ class Host:
         e.update(self.env)
         self.mounted = mount
         log = open(self.log_path, "ab")
+        # each daemon's output starts at a marker, so a failure shows its own part
+        log.write(("--- seglake serve started %s ---\n" % time.strftime("%H:%M:%S")).encode())
+        log.flush()
+        self.log_off = log.tell()
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=e)
         log.close()
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("%s: serve exited: %s" % (self.name, self.log()))
-            if "seglake: ready" in self.log():
+                raise RuntimeError("%s: serve exited with status %s: %s" % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            # this daemon's own line: after a restart the log already holds
+            # the previous daemon's
+            if "seglake: ready" in self.log_tail(limit=0):
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError("%s: serve did not become ready: %s" % (self.name, self.log()))
+            raise RuntimeError("%s: serve did not become ready: %s" % (self.name, self.log_tail()))
         self._s3 = None
 
     def log(self):
@@ -106,22 +117,53 @@ class Host:
         except OSError:
             return ""
 
+    def log_tail(self, limit=12000, off=None):
+        """One daemon's log (from off, default the current or last daemon's
+        start, to the next daemon's marker): its start and its end when it is
+        longer than limit, unless limit is 0 (a sanitizer report starts with
+        the error)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "log_off", 0) if off is None else off)
+                text = f.read().decode(errors="replace")
+        except OSError as e:
+            return "(no log: %s)" % e
+        text = text.split("--- seglake serve started ", 1)[0]
+        if limit and len(text) > limit:
+            text = text[:limit // 2] + "\n[... %d bytes ...]\n" % (len(text) - limit) + \
+                text[-limit // 2:]
+        return text
+
     @property
     def pid(self):
         return self.proc.pid
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Stops the daemon by pid; returns its exit status (None if none ran).
+        Every stop is recorded in self.exits for Cluster.close() to check."""
         p, self.proc = self.proc, None
         if p is None:
-            return
+            return None
+        sent = None
         if p.poll() is None:
+            sent = sig
             try:
                 p.send_signal(sig)
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                sent = signal.SIGKILL
                 p.kill()
                 p.wait(timeout=10)
+        self.exits.append((p.pid, sent, p.returncode, getattr(self, "log_off", 0)))
         self.unmount()
+        return p.returncode
+
+    def bad_exits(self):
+        """Stops that did not end in exit status 0 although the daemon was
+        asked to stop cleanly (or had already exited by itself): a crash, a
+        sanitizer report (ASan/UBSan/LeakSanitizer exit non-zero), a hang."""
+        return [(pid, sent, rc, off) for pid, sent, rc, off in self.exits
+                if rc != 0 and sent != signal.SIGKILL]
 
     def kill9(self):
         self.stop(sig=signal.SIGKILL)
@@ -174,6 +216,21 @@ class Cluster:
         self.mgmt_devs = []
         self.namespaces = []
 
+    def free_mgmt_net(self):
+        """N of a 10.210.N.0/24 that no address of this namespace is in (another
+        cluster, possibly of a concurrent test run, may hold 10.210.1.0/24)."""
+        used = set()
+        for line in sh("ip", "-4", "-o", "addr", "show").stdout.splitlines():
+            for word in line.split():
+                if word.startswith("10.210."):
+                    used.add(int(word.split(".")[2]))
+        start = int(self.tag, 16) % 250
+        for k in range(250):
+            n = 1 + (start + k) % 250
+            if n not in used:
+                return n
+        raise RuntimeError("no free 10.210.N.0/24 for a management link")
+
     def add_host(self, name):
         idx = len(self.hosts) + 1
         h = Host(self, idx, name, self.root)
@@ -182,7 +239,7 @@ class Cluster:
         dev = "sl%sm%d" % (self.tag, idx)
         sh("ip", "link", "add", dev, "type", "veth", "peer", "name", "mgmt", "netns", h.ns)
         self.mgmt_devs.append(dev)
-        sh("ip", "addr", "add", "10.210.%d.1/24" % idx, "dev", dev)
+        sh("ip", "addr", "add", "10.210.%d.1/24" % h.mgmt_net, "dev", dev)
         sh("ip", "link", "set", dev, "up")
         sh("ip", "-n", h.ns, "addr", "add", "%s/24" % h.mgmt_ip, "dev", "mgmt")
         sh("ip", "-n", h.ns, "link", "set", "mgmt", "up")
@@ -231,6 +288,9 @@ class Cluster:
             sh("tc", "-n", h.ns, "qdisc", "del", "dev", dev, "root", check=False)
 
     def close(self):
+        """Stops every daemon, removes namespaces and links. Prints each
+        host's exit statuses and log (pytest shows it when the test failed)
+        and fails if a daemon asked to stop cleanly did not exit 0."""
         errors = []
         for h in self.hosts.values():
             try:
@@ -248,8 +308,17 @@ class Cluster:
         for dev in self.mgmt_devs:
             if os.path.exists("/sys/class/net/%s" % dev):
                 sh("ip", "link", "del", dev, check=False)
+        for h in self.hosts.values():
+            print("--- host %s: stops (pid, signal, exit status) %s; log %s (last daemon) ---\n%s"
+                  % (h.name, [e[:3] for e in h.exits], h.log_path, h.log_tail()))
         if errors:
             raise errors[0]
+        bad = ["host %s: daemon pid %s exited with status %s after %s\n--- %s ---\n%s" % (
+            h.name, pid, rc, signal.Signals(sent).name if sent else "exiting by itself",
+            h.log_path, h.log_tail(off=off))
+            for h in self.hosts.values() for pid, sent, rc, off in h.bad_exits()]
+        if bad:
+            raise AssertionError("\n".join(bad))
 
 
 def wait_for(fn, timeout=30, interval=0.05, what="condition"):
