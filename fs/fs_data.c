@@ -216,10 +216,23 @@ static void fs_dropBuf(fs_ctx *m, fs_data *d, size_t i)
 	atomic_fetch_sub(&m->dirty_bytes, CHUNK);
 }
 
+void fs_data_pend(fs_ctx *m, fs_data *d)
+{
+	if (!atomic_exchange(&d->pending, 1))
+		atomic_fetch_add(&m->npending, 1);
+}
+
+void fs_data_unpend(fs_ctx *m, fs_data *d)
+{
+	if (atomic_exchange(&d->pending, 0))
+		atomic_fetch_sub(&m->npending, 1);
+}
+
 void fs_data_free(fs_ctx *m, fs_data *d)
 {
 	if (!d)
 		return;
+	fs_data_unpend(m, d); /* closed unstored (unlinked, or its commit failed) */
 	fs_md5WaitAll(m, d);
 	for (size_t i = 0; i < d->nchunks; i++)
 		fs_dropBuf(m, d, i);
@@ -925,6 +938,7 @@ int fs_data_commit(fs_ctx *m, fs_data *d, const char *bucket, const char *key, i
 	d->base_hlc = info.hlc;
 	snprintf(d->base_etag, sizeof(d->base_etag), "%s", info.etag);
 	d->dirty = 0;
+	fs_data_unpend(m, d);
 	core_objinfo_clear(&info);
 	return 0;
 }

@@ -265,6 +265,47 @@ fs_data *fs_inode_close_data(fs_ctx *m, fs_inode *in)
 	return d;
 }
 
+long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under,
+		      fs_inode ***out)
+{
+	*out = NULL;
+	size_t plen = strlen(path), n = 0, cap = 0;
+	long r = 0;
+	pthread_mutex_lock(&m->ilock);
+	for (size_t i = 0; i < m->hsize && r == 0; i++) {
+		for (fs_inode *in = m->htab[i]; in && r == 0; in = in->hnext) {
+			if (in->is_dir || !in->data || !atomic_load(&in->data->pending) ||
+			    !fs_sameBucket(in->bucket, bucket))
+				continue;
+			if (under ? (plen && (strncmp(in->path, path, plen) != 0 ||
+					      in->path[plen] != '/'))
+				  : strcmp(in->path, path) != 0)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				fs_inode **na = realloc(*out, nc * sizeof(*na));
+				if (!na) {
+					r = -ENOMEM;
+					break;
+				}
+				*out = na;
+				cap = nc;
+			}
+			in->nopen++; /* hold the data */
+			(*out)[n++] = in;
+		}
+	}
+	pthread_mutex_unlock(&m->ilock);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			fs_data_free(m, fs_inode_close_data(m, (*out)[i]));
+		free(*out);
+		*out = NULL;
+		return r;
+	}
+	return (long)n;
+}
+
 void fs_inode_each_data(fs_ctx *m, void (*fn)(fs_ctx *, fs_inode *, void *), void *arg)
 {
 	pthread_mutex_lock(&m->ilock);

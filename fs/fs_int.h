@@ -98,6 +98,8 @@ typedef struct fs_data {
 	uint64_t md5_done;      /* of those, digested (under fs_mount.mdlock) */
 	int seq;                /* content so far written sequentially from empty */
 	char etag_hint[72];     /* etag of a whole-file chunk share, valid while unmodified */
+	_Atomic int pending;    /* created through this mount and not stored yet: no
+				 * object has the name (see fs_pendingStore) */
 } fs_data;
 
 /* Directory handle: one page of a listing, addressed by entry index. */
@@ -165,6 +167,7 @@ struct fs_mount {
 	size_t nmoved, capmoved;
 
 	_Atomic uint64_t dirty_bytes; /* dirty buffers across open files */
+	_Atomic unsigned npending;    /* open files with fs_data.pending set */
 	char *spill_dir;              /* DATA/fs-spill, NULL if unusable (no spilling) */
 
 	/* the digest thread: MD5 (ETag) of sequentially written chunks, off the
@@ -221,6 +224,13 @@ fs_data *fs_inode_open_data(fs_ctx *m, fs_inode *in, fs_data *fresh, int *took);
 /* Counts a close; returns the data to free when it was the last (else NULL).
  * May free the inode. */
 fs_data *fs_inode_close_data(fs_ctx *m, fs_inode *in);
+/* Collects the hashed inodes whose open data is pending (created, not
+ * stored): the one at path exactly (under 0), or every one below the
+ * directory path (under 1; "" is the whole bucket). Each is returned with
+ * its data held (release with fs_inode_close_data); *out is malloc'd.
+ * Returns the count or -ENOMEM. */
+long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under,
+		      fs_inode ***out);
 /* Calls fn for every hashed inode with open data (shutdown flush). */
 void fs_inode_each_data(fs_ctx *m, void (*fn)(fs_ctx *, fs_inode *, void *), void *arg);
 
@@ -258,6 +268,9 @@ ssize_t fs_data_read(fs_ctx *m, fs_data *d, void *buf, size_t len, uint64_t off)
 /* Caller holds the write lock for these. */
 int fs_data_write(fs_ctx *m, fs_data *d, const void *buf, size_t len, uint64_t off);
 int fs_data_truncate(fs_ctx *m, fs_data *d, uint64_t size);
+/* Marks d created-but-not-stored (counted in m->npending) / clears that. */
+void fs_data_pend(fs_ctx *m, fs_data *d);
+void fs_data_unpend(fs_ctx *m, fs_data *d);
 /* Commits a new version if dirty (or force); -errno. */
 int fs_data_commit(fs_ctx *m, fs_data *d, const char *bucket, const char *key, int force);
 /* copy_file_range: shares chunks where aligned; returns bytes copied or -errno.
@@ -282,5 +295,8 @@ void fs_dirs_free(fs_ctx *m);
 
 /* ---- fs_notify.c ---- */
 void *fs_notify_main(void *arg);
+/* Expires the kernel's dentries along bucket/key and invalidates the inode
+ * it names (what the follower does for a change made elsewhere). */
+void fs_notify_key(fs_ctx *m, const char *bucket, const char *key);
 
 #endif

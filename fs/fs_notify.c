@@ -67,6 +67,11 @@ static void fs_notifyKey(fs_ctx *m, const char *bucket, const char *key)
 	free(path);
 }
 
+void fs_notify_key(fs_ctx *m, const char *bucket, const char *key)
+{
+	fs_notifyKey(m, bucket, key);
+}
+
 static void fs_notifyEntry(fs_ctx *m, const core_oplog_entry *e)
 {
 	if (!e->bucket)

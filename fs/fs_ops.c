@@ -361,6 +361,24 @@ static int fs_parentName(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, fs_name *
 	return 0;
 }
 
+/* An open file this mount created and has not stored yet, at bucket/path:
+ * returned with one lookup reference, or NULL. */
+static fs_inode *fs_pendingRef(fs_ctx *m, const char *bucket, const char *path)
+{
+	if (!bucket || !atomic_load(&m->npending))
+		return NULL;
+	fs_inode **ins;
+	long n = fs_inode_pending(m, bucket, path, 0, &ins);
+	fs_inode *in = NULL;
+	if (n > 0)
+		in = fs_inode_ref(m, bucket, path, 0); /* the same, hashed inode */
+	for (long i = 0; i < n; i++)
+		fs_data_free(m, fs_inode_close_data(m, ins[i]));
+	if (n > 0)
+		free(ins);
+	return in;
+}
+
 static void fs_opLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	fs_ctx *m = fs_ctxOf(req);
@@ -370,7 +388,15 @@ static void fs_opLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path;
 	struct stat st;
 	int r = fs_resolve(m, &pn, name, &path, &st);
-	if (r == -ENOENT) {
+	fs_inode *pin = r == -ENOENT && path ? fs_pendingRef(m, pn.bucket, path) : NULL;
+	if (pin) {
+		if ((r = fs_stat(m, pin, &st)) < 0) {
+			fs_inode_forget(m, pin, 1);
+			fuse_reply_err(req, -r);
+		} else {
+			fs_replyEntry(req, m, pin, &st);
+		}
+	} else if (r == -ENOENT) {
 		fs_replyNegative(req, m);
 	} else if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -493,7 +519,9 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 				if (!n.hashed) {
 					r = 0; /* unlinked: nothing stored to change */
 				} else if (d->dirty) {
-					r = fs_data_commit(m, d, n.bucket, n.path, 1);
+					r = 0; /* committed with the content (flush/fsync/close):
+						* tar's futimens+fchown+fchmod before close cost
+						* no commit of their own */
 				} else {
 					core_objinfo oi = { 0 };
 					fs_self_note(m, n.bucket, n.path, 0);
@@ -613,6 +641,85 @@ static int fs_dataAcquire(fs_ctx *m, fs_inode *in, const fs_name *n, fs_data **o
 static void fs_dataRelease(fs_ctx *m, fs_inode *in)
 {
 	fs_data_free(m, fs_inode_close_data(m, in));
+}
+
+/* ---- files created and not stored yet ---------------------------------------
+ * create(2) stores nothing: the new file is committed once, with its content,
+ * on flush/fsync/close. Until then the mount alone knows the name (lookup
+ * finds it through the inode table). Operations that need the name in the
+ * core first store it as an empty object, as create did before: a listing of
+ * its directory, rmdir of a directory holding it, rename of it or of a
+ * directory holding it (and over it). An unlink of it stores nothing. */
+
+/* Stores one pending file (its data held by the caller) as an empty object. */
+static int fs_pendingStoreOne(fs_ctx *m, fs_inode *in)
+{
+	fs_data *d = in->data;
+	fs_name n;
+	if (fs_inode_name(m, in, &n) < 0)
+		return -ENOMEM;
+	int r = 0;
+	pthread_rwlock_wrlock(&d->lock);
+	if (atomic_load(&d->pending) && n.hashed) {
+		core_put_opts po = { 0 };
+		po.meta = d->meta;
+		po.cond.if_none_match = "*";
+		core_objinfo oi = { 0 };
+		sl_err err;
+		fs_self_note(m, n.bucket, n.path, 0);
+		r = core_put_chunks(m->c, n.bucket, n.path, NULL, 0, EMPTY_MD5, &po, &oi, &err);
+		core_objinfo_clear(&oi);
+		if (r == 0 || r == SL_EPRECOND || r == SL_EEXIST) {
+			fs_data_unpend(m, d); /* the name is in the core now */
+			r = 0;
+		} else {
+			r = -fs_errno(r);
+		}
+	}
+	pthread_rwlock_unlock(&d->lock);
+	fs_name_clear(&n);
+	return r;
+}
+
+/* Stores the pending file at bucket/path (under 0) or every one below the
+ * directory path (under 1). 0 or the first -errno. */
+static int fs_pendingStore(fs_ctx *m, const char *bucket, const char *path, int under)
+{
+	if (!bucket || !atomic_load(&m->npending))
+		return 0;
+	fs_inode **ins;
+	long n = fs_inode_pending(m, bucket, path, under, &ins);
+	if (n < 0)
+		return (int)n;
+	int r = 0;
+	for (long i = 0; i < n; i++) {
+		int ri = fs_pendingStoreOne(m, ins[i]);
+		if (ri < 0 && r == 0)
+			r = ri;
+		fs_dataRelease(m, ins[i]);
+	}
+	if (n > 0) {
+		free(ins);
+		fs_self_seal(m);
+	}
+	return r;
+}
+
+/* unlink of a pending file: forgets it (nothing stored to delete). Returns
+ * how many there were (0: none). */
+static long fs_pendingDrop(fs_ctx *m, const char *bucket, const char *path)
+{
+	if (!atomic_load(&m->npending))
+		return 0;
+	fs_inode **ins;
+	long n = fs_inode_pending(m, bucket, path, 0, &ins);
+	for (long i = 0; i < n; i++) {
+		fs_data_unpend(m, ins[i]->data);
+		fs_dataRelease(m, ins[i]);
+	}
+	if (n > 0)
+		free(ins);
+	return n < 0 ? 0 : n;
 }
 
 static void fs_opSetattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -791,8 +898,10 @@ static void fs_opRmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	sl_err err;
 	int r;
 	if (!pn.bucket) {
+		r = fs_pendingStore(m, name, "", 1); /* so the bucket is not empty */
 		fs_self_note(m, name, NULL, 0);
-		r = core_bucket_delete(m->c, name, &err);
+		if (r == 0)
+			r = core_bucket_delete(m->c, name, &err);
 		r = r == SL_ENOTEMPTY ? -ENOTEMPTY : -fs_errno(r);
 		if (r == 0)
 			fs_inode_unhash(m, name, "", 1);
@@ -801,6 +910,8 @@ static void fs_opRmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		char *dk = path ? fs_dirKey(path) : NULL;
 		if (!dk) {
 			r = -ENOMEM;
+		} else if ((r = fs_pendingStore(m, pn.bucket, path, 1)) < 0) {
+			/* a file open below could not be stored */
 		} else {
 			core_list_opts lo = { 0 };
 			lo.prefix = dk;
@@ -913,6 +1024,8 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 		dh->truncated = 0;
 		return r;
 	}
+	if (!dh->marker) /* the listing shows files open below it */
+		fs_pendingStore(m, dh->name.bucket, dh->name.path, 1);
 	char *prefix = fs_dirKey(dh->name.path);
 	if (!prefix)
 		return -ENOMEM;
@@ -1208,20 +1321,31 @@ static void fs_fhFree(fs_ctx *m, fs_fh *fh)
 	free(fh);
 }
 
+/* Opens in and replies (create when st_create). pending_meta (taken over):
+ * a file create just made, not stored yet: it starts empty and dirty. */
 static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_file_info *fi,
-			const struct stat *st_create)
+			const struct stat *st_create, char *pending_meta)
 {
 	fs_name n;
-	if (fs_inode_name(m, in, &n) < 0)
+	if (fs_inode_name(m, in, &n) < 0) {
+		free(pending_meta);
 		return -ENOMEM;
+	}
 	fs_data *fresh = NULL;
 	int took = 0, r = 0, keep = 1;
 	fs_data *d = fs_inode_open_data(m, in, NULL, &took);
 	if (!d) {
 		r = fs_data_new(&fresh);
-		if (r == 0)
+		if (r == 0 && pending_meta) {
+			fresh->meta = pending_meta;
+			pending_meta = NULL;
+			fresh->dirty = 1;
+			fs_data_pend(m, fresh);
+		} else if (r == 0) {
 			r = fs_data_load(m, fresh, n.bucket, n.path);
+		}
 		if (r < 0) {
+			free(pending_meta);
 			fs_data_free(m, fresh);
 			fs_name_clear(&n);
 			return r;
@@ -1237,6 +1361,7 @@ static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_fil
 		}
 	}
 	fs_name_clear(&n);
+	free(pending_meta); /* unused: the file was open already */
 	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		pthread_rwlock_wrlock(&d->lock);
 		r = fs_data_truncate(m, d, 0);
@@ -1293,14 +1418,23 @@ static void fs_opOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	int r = fs_openReply(req, m, in, fi, NULL);
+	int r = fs_openReply(req, m, in, fi, NULL, NULL);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 }
 
-/* Creates an empty object at parent/name; fills *in_out (one lookup ref). */
+/*
+ * Creates parent/name; fills *in_out (one lookup reference) and st.
+ * Returns 0 when created, 1 when the name exists and (without excl) the
+ * existing file is to be opened, or -errno. With pending_meta (create(2)),
+ * nothing is stored yet: *pending_meta gets the new file's metadata and the
+ * open file is committed once, on flush/fsync/close (or earlier, as an empty
+ * object, by the operations that need the name in the core: see
+ * fs_pendingStore). Without it (mknod), the empty object is committed now.
+ */
 static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const char *name,
-			   mode_t mode, int excl, fs_inode **in_out, struct stat *st)
+			   mode_t mode, int excl, fs_inode **in_out, struct stat *st,
+			   char **pending_meta)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	fs_name pn;
@@ -1313,10 +1447,38 @@ static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const c
 	}
 	char *path = fs_child(pn.path, name);
 	char *meta = fs_meta_new(S_IFREG | (mode & 07777), fc->uid, fc->gid);
+	fs_inode *pin = NULL;
 	if (!path || !meta) {
 		r = -ENOMEM;
 	} else if (fs_nameTooLong(name) || strlen(path) + 1 >= CORE_MAX_KEY) {
 		r = -ENAMETOOLONG;
+	} else if ((pin = fs_pendingRef(m, pn.bucket, path)) != NULL) {
+		r = excl ? -EEXIST : 1; /* created here, still open */
+		if (r == 1)
+			*in_out = pin;
+		else
+			fs_inode_forget(m, pin, 1);
+	} else if (pending_meta) {
+		core_name_info ni;
+		sl_err err;
+		r = core_name_stat(m->c, pn.bucket, path, CORE_NAME_FILE | CORE_NAME_DIR, &ni, &err);
+		if (r < 0)
+			r = r == SL_ENOBUCKET ? -ENOENT : -fs_errno(r);
+		else if (ni.is_dir)
+			r = excl ? -EEXIST : -EISDIR;
+		else if (ni.is_file)
+			r = excl ? -EEXIST : 1; /* exists: open it instead */
+		core_name_info_clear(&ni);
+		if (r == 0) {
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			fs_attr_from_meta(m, meta, 0,
+					  (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, 0, st);
+		}
+		if (r == 0) {
+			*pending_meta = meta;
+			meta = NULL;
+		}
 	} else {
 		core_put_opts po = { 0 };
 		po.meta = meta;
@@ -1333,13 +1495,17 @@ static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const c
 			fs_attr_from_info(m, &oi, 0, st);
 		}
 		core_objinfo_clear(&oi);
-		if (r >= 0) {
-			*in_out = fs_inode_ref(m, pn.bucket, path, 0);
-			if (!*in_out)
-				r = -ENOMEM;
-			else if (r == 1 && (r = fs_stat(m, *in_out, st)) < 0)
-				fs_inode_forget(m, *in_out, 1);
-		}
+	}
+	if (r >= 0 && !pin) {
+		*in_out = fs_inode_ref(m, pn.bucket, path, 0);
+		if (!*in_out)
+			r = -ENOMEM;
+	}
+	if (r == 1 && (r = fs_stat(m, *in_out, st)) < 0)
+		fs_inode_forget(m, *in_out, 1);
+	if (r < 0 && pending_meta) {
+		free(*pending_meta);
+		*pending_meta = NULL;
 	}
 	free(path);
 	free(meta);
@@ -1354,9 +1520,11 @@ static void fs_opCreate(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	fs_ctx *m = fs_ctxOf(req);
 	fs_inode *in = NULL;
 	struct stat st;
-	int r = fs_createObject(req, m, parent, name, mode, (fi->flags & O_EXCL) != 0, &in, &st);
+	char *pmeta = NULL;
+	int r = fs_createObject(req, m, parent, name, mode, (fi->flags & O_EXCL) != 0, &in, &st,
+				&pmeta);
 	if (r >= 0) {
-		r = fs_openReply(req, m, in, fi, &st);
+		r = fs_openReply(req, m, in, fi, &st, pmeta);
 		if (r < 0)
 			fs_inode_forget(m, in, 1);
 	}
@@ -1375,7 +1543,7 @@ static void fs_opMknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 	fs_inode *in = NULL;
 	struct stat st;
-	int r = fs_createObject(req, m, parent, name, mode, 1, &in, &st);
+	int r = fs_createObject(req, m, parent, name, mode, 1, &in, &st, NULL);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1447,11 +1615,32 @@ static int fs_commitInode(fs_ctx *m, fs_inode *in)
 	return r;
 }
 
+/* The commit of a created file failed on its last open handle (close):
+ * nothing was stored, so the name goes before close returns; the kernel
+ * must not keep a dentry for it. */
+static void fs_pendingLost(fs_ctx *m, fs_inode *in)
+{
+	fs_name n;
+	pthread_mutex_lock(&m->ilock);
+	int last = in->nopen == 1 && in->data && atomic_load(&in->data->pending);
+	pthread_mutex_unlock(&m->ilock);
+	if (!last || fs_inode_name(m, in, &n) < 0)
+		return;
+	if (n.hashed) {
+		fs_data_unpend(m, in->data);
+		fs_inode_unhash(m, n.bucket, n.path, 0);
+		fs_notify_key(m, n.bucket, n.path);
+	}
+	fs_name_clear(&n);
+}
+
 static void fs_opFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	fs_ctx *m = fs_ctxOf(req);
 	int r = fs_commitInode(m, fs_fhOf(fi)->ino);
+	if (r < 0)
+		fs_pendingLost(m, fs_fhOf(fi)->ino);
 	fuse_reply_err(req, r < 0 ? -r : 0);
 }
 
@@ -1474,6 +1663,8 @@ static void fs_opRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	int r = fs_commitInode(m, in);
 	if (r < 0)
 		fprintf(stderr, "seglake mount: commit on close failed: %s\n", strerror(-r));
+	if (r < 0)
+		fs_pendingLost(m, in);
 	fs_dataRelease(m, in);
 	fs_fhFree(m, fh);
 	fuse_reply_err(req, 0);
@@ -1556,6 +1747,8 @@ static void fs_opUnlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 			core_del_result dr;
 			fs_self_note(m, pn.bucket, path, 0);
 			r = -fs_errno(core_delete(m->c, pn.bucket, path, NULL, &dr, &err));
+		} else if (r == SL_ENOKEY && fs_pendingDrop(m, pn.bucket, path) > 0) {
+			r = 0; /* created here and never stored: nothing to delete */
 		} else {
 			r = -fs_errno(r);
 		}
@@ -1664,6 +1857,15 @@ static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else if (fs_nameTooLong(newname) || strlen(dst) + 1 >= CORE_MAX_KEY) {
 		r = -ENAMETOOLONG;
 	}
+	/* the core decides what exists: store pending files involved first */
+	if (r == 0)
+		r = fs_pendingStore(m, pn.bucket, src, 0);
+	if (r == 0)
+		r = fs_pendingStore(m, pn.bucket, dst, 0);
+	if (r == 0)
+		r = fs_pendingStore(m, pn.bucket, src, 1);
+	if (r == 0)
+		r = fs_pendingStore(m, pn.bucket, dst, 1);
 	if (r == 0) {
 		int skind = fs_kindOf(m, pn.bucket, src);
 		int dkind = fs_kindOf(m, pn.bucket, dst);
