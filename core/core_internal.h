@@ -107,6 +107,9 @@ void core_pending_free(core *c);
 /* core_chunk_put for a caller that already has the SHA-256 of buf. */
 int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
 			  core_chunkref *ref, sl_err *err);
+/* core_chunk_put_hashed; cold: append with STORE_APPEND_COLD. */
+int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[32], int cold,
+		     core_chunkref *ref, sl_err *err);
 /* Location of a stored chunk: index first, then the pending map. */
 int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
 		   sl_err *err);

@@ -372,7 +372,8 @@ static int all_zero(const void *buf, size_t len)
 	return memcmp(p, p + 1, len - 1) == 0;
 }
 
-int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err)
+static int chunk_put(core *c, const void *buf, uint32_t len, int cold, core_chunkref *ref,
+		     sl_err *err)
 {
 	uint8_t h[32];
 	if (len > CORE_CHUNK_SIZE)
@@ -383,11 +384,27 @@ int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, s
 		return 0; /* a hole */
 	}
 	SHA256(buf, len, h);
-	return core_chunk_put_hashed(c, buf, len, h, ref, err);
+	return core_chunk_store(c, buf, len, h, cold, ref, err);
+}
+
+int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err)
+{
+	return chunk_put(c, buf, len, 0, ref, err);
+}
+
+int core_chunk_put_cold(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err)
+{
+	return chunk_put(c, buf, len, 1, ref, err);
 }
 
 int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
 			  core_chunkref *ref, sl_err *err)
+{
+	return core_chunk_store(c, buf, len, hash, 0, ref, err);
+}
+
+int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[32], int cold,
+		     core_chunkref *ref, sl_err *err)
 {
 	memset(ref, 0, sizeof(*ref));
 	ref->len = len;
@@ -400,7 +417,8 @@ int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t 
 	meta_reader_release(c->md, r);
 	if (found)
 		return 0;
-	int rc = store_append(c->st, SEG_REC_CHUNK, ref->hash, buf, len, &loc, NULL, err);
+	int rc = store_append(c->st, SEG_REC_CHUNK | (cold ? STORE_APPEND_COLD : 0), ref->hash,
+			      buf, len, &loc, NULL, err);
 	if (rc == 0)
 		core_pending_add(c, ref->hash, loc);
 	return rc;
@@ -812,7 +830,8 @@ static int writer_queue(core_writer *w, size_t idx, sl_err *err)
 	if (!core_wslot_get(w->c))
 		return 0;
 	uint8_t *next = core_chunkbuf_get(w->c);
-	core_chunk_job *j = next ? core_chunk_put_async(w->c, w->buf, (uint32_t)w->fill) : NULL;
+	/* a full chunk of an upload is not read back soon: past the page cache */
+	core_chunk_job *j = next ? core_chunk_put_async_cold(w->c, w->buf, (uint32_t)w->fill) : NULL;
 	if (!j) {
 		core_chunkbuf_put(w->c, next); /* no capacity: keep memory to one buffer */
 		core_wslot_put(w->c);
@@ -871,7 +890,7 @@ static int writer_flush(core_writer *w, int last, sl_err *err)
 	if (rc < 0)
 		return rc;
 	MD5_Update(&w->md5, w->buf, w->fill);
-	rc = core_chunk_put(w->c, w->buf, (uint32_t)w->fill, &w->ch[idx], err);
+	rc = chunk_put(w->c, w->buf, (uint32_t)w->fill, 1, &w->ch[idx], err);
 	if (rc < 0)
 		return rc;
 	w->n++;
@@ -2145,6 +2164,7 @@ struct core_chunk_job {
 	void *arg;
 	const void *buf;
 	uint32_t len;
+	int cold;             /* STORE_APPEND_COLD */
 	core_chunkref ref;
 	int rc;
 	sl_err err;
@@ -2173,7 +2193,7 @@ static void *job_worker(void *arg)
 			continue;
 		}
 		sl_err_clear(&j->err);
-		j->rc = core_chunk_put(c, j->buf, j->len, &j->ref, &j->err);
+		j->rc = chunk_put(c, j->buf, j->len, j->cold, &j->ref, &j->err);
 		pthread_mutex_lock(&c->jmu);
 		j->done = 1;
 		pthread_cond_broadcast(&c->jcv);
@@ -2206,7 +2226,7 @@ void core_jobs_stop(core *c)
 	pthread_cond_destroy(&c->jcv);
 }
 
-core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
+static core_chunk_job *chunk_put_async(core *c, const void *buf, uint32_t len, int cold)
 {
 	if (c->njthreads == 0)
 		return NULL;
@@ -2223,6 +2243,7 @@ core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
 	j->c = c;
 	j->buf = buf;
 	j->len = len;
+	j->cold = cold;
 	if (c->jtail)
 		c->jtail->next = j;
 	else
@@ -2231,6 +2252,16 @@ core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
 	pthread_cond_broadcast(&c->jcv);
 	pthread_mutex_unlock(&c->jmu);
 	return j;
+}
+
+core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len)
+{
+	return chunk_put_async(c, buf, len, 0);
+}
+
+core_chunk_job *core_chunk_put_async_cold(core *c, const void *buf, uint32_t len)
+{
+	return chunk_put_async(c, buf, len, 1);
 }
 
 /* A CORE_CHUNK_SIZE buffer, from the idle ones when there is one: reusing

@@ -33,7 +33,7 @@ int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_
 	if (memcmp(h, hash, 32) != 0)
 		return sl_err_set(err, SL_ECORRUPT, "received chunk does not match its hash");
 	core_chunkref ref;
-	return core_chunk_put_hashed(c, data, len, h, &ref, err); /* hashed once */
+	return core_chunk_store(c, data, len, h, 1, &ref, err); /* hashed once; from a peer */
 }
 
 static int op_replicable(json_t *op)

@@ -647,7 +647,8 @@ static int fs_flushChunkAsync(fs_ctx *m, fs_data *d, size_t i)
 {
 	if (!d->bufs[i] || d->jobs[i])
 		return 0;
-	d->jobs[i] = core_chunk_put_async(m->c, d->bufs[i], fs_chunkLen(d, i));
+	/* a chunk written start to end is not read back soon: past the page cache */
+	d->jobs[i] = core_chunk_put_async_cold(m->c, d->bufs[i], fs_chunkLen(d, i));
 	return d->jobs[i] ? 0 : fs_flushChunk(m, d, i);
 }
 

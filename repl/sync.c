@@ -123,7 +123,7 @@ static int repl_chunk_rx_finish(repl_chunk_rx *x)
 	if (x->qn == REPL_RX_DEPTH - 1 && repl_chunk_rx_settle_one(x) < 0)
 		return -1;
 	int next = x->want ? repl_chunk_rx_free_buf(x) : -1;
-	core_chunk_job *j = next >= 0 ? core_chunk_put_async(x->c, x->bufs[x->cur], x->want)
+	core_chunk_job *j = next >= 0 ? core_chunk_put_async_cold(x->c, x->bufs[x->cur], x->want)
 				      : NULL;
 	if (j) {
 		/* hash and store it in the background; receive into another buffer */

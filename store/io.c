@@ -95,6 +95,16 @@ static int px_writeback(const store_io *io, int fd, off_t off, off_t len)
 	return sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE) < 0 ? -errno : 0;
 }
 
+static int px_direct(const store_io *io, int fd, int on)
+{
+	(void)io;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	fl = on ? fl | O_DIRECT : fl & ~O_DIRECT;
+	return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
 static const store_io posix_io = {
 	.open = px_open,
 	.close = px_close,
@@ -109,6 +119,7 @@ static const store_io posix_io = {
 	.fsync_dir = px_fsync_dir,
 	.ctx = NULL,
 	.writeback = px_writeback,
+	.direct = px_direct,
 };
 
 const store_io *store_io_posix(void)

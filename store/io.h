@@ -30,7 +30,14 @@ typedef struct store_io {
 	 * hint so that a later fsync has less to do; durability still comes
 	 * only from fsync. May be NULL. */
 	int (*writeback)(const struct store_io *io, int fd, off_t off, off_t len);
+	/* Turns O_DIRECT on (on=1) or off for fd: writes then bypass the page
+	 * cache, and offset, length and buffer must be multiples of
+	 * STORE_IO_DIRECT_ALIGN. -errno (-EINVAL) where the filesystem cannot.
+	 * May be NULL. */
+	int (*direct)(const struct store_io *io, int fd, int on);
 } store_io;
+
+#define STORE_IO_DIRECT_ALIGN 4096
 
 const store_io *store_io_posix(void);
 

@@ -19,6 +19,7 @@
 #include "common/crc32c.h"
 
 #define STORE_WRITEBACK_BYTES (8u << 20) /* appends between writeback hints */
+#define STORE_DIRECT_MIN (1u << 20)        /* smallest COLD chunk written with O_DIRECT */
 
 struct store {
 	char *dir;
@@ -39,6 +40,10 @@ struct store {
 	uint64_t kicked;    /* bytes of the open segment whose writeback was started */
 	int syncing;        /* fsyncs in flight on cur_fd */
 	int broken;         /* a failed cleanup left the tail unknown: refuse appends */
+	uint64_t fsize;     /* file size of the open segment (> tail after a direct append) */
+	int no_direct;      /* O_DIRECT failed here once: COLD appends are plain */
+	uint8_t *dbuf;      /* aligned staging buffer of direct appends */
+	size_t dcap;
 	int64_t last_append_ms;
 	uint64_t nrecords;
 };
@@ -257,6 +262,7 @@ int store_open(const char *dir, const store_opts *o, store_pos vf, store **out, 
 			s->cur_id = id;
 			s->tail = tail;
 			s->synced = tail;
+			s->fsize = tail;
 		}
 		i++;
 	}
@@ -274,6 +280,14 @@ static int seal_locked(store *s, sl_err *err)
 		return 0;
 	while (s->syncing > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
+	/* a direct append's zero padding must not follow the footer */
+	if (s->fsize > s->tail) {
+		int t = s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail);
+		if (t < 0)
+			return sl_err_set(err, sl_code_from_errno(-t), "seal segment: %s",
+					  strerror(-t));
+		s->fsize = s->tail;
+	}
 	char foot[128];
 	int n = snprintf(foot, sizeof(foot), "{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
 			 ",\"sealed_ms\":%" PRId64 "}",
@@ -332,14 +346,60 @@ static int create_locked(store *s, sl_err *err)
 	s->tail = SEG_HEADER_SIZE;
 	s->synced = SEG_HEADER_SIZE;
 	s->kicked = SEG_HEADER_SIZE;
+	s->fsize = SEG_HEADER_SIZE;
 	s->bytes += SEG_HEADER_SIZE;
 	s->nrecords = 0;
 	return 0;
 }
 
+/* Writes the record (head, then data) at `at` with O_DIRECT: the aligned
+ * blocks covering it are staged in dbuf, the bytes before `at` in its first
+ * block read back from the file (earlier records, rewritten unchanged), the
+ * bytes after the record zeros. 1 if O_DIRECT is unavailable here (the
+ * caller writes it the plain way), 0 when written, -errno on failure. Under
+ * s->mu, like every write to the open segment. */
+static int append_direct_locked(store *s, uint64_t at, const uint8_t *head, size_t hlen,
+				const void *data, uint32_t len)
+{
+	const uint64_t A = STORE_IO_DIRECT_ALIGN;
+	uint64_t start = at & ~(A - 1), end = at + hlen + len, aend = (end + A - 1) & ~(A - 1);
+	size_t pre = (size_t)(at - start), total = (size_t)(aend - start);
+	if (s->dcap < total) {
+		void *p = NULL;
+		if (posix_memalign(&p, A, total) != 0)
+			return 1;
+		free(s->dbuf);
+		s->dbuf = p;
+		s->dcap = total;
+	}
+	assert(at <= s->fsize);
+	int r = pre ? store_io_read_all(s->io, s->cur_fd, s->dbuf, pre, (off_t)start) : 0;
+	if (r < 0)
+		return r;
+	memcpy(s->dbuf + pre, head, hlen);
+	memcpy(s->dbuf + pre + hlen, data, len);
+	memset(s->dbuf + pre + hlen + len, 0, (size_t)(aend - end));
+	if (s->io->direct(s->io, s->cur_fd, 1) < 0) {
+		s->no_direct = 1;
+		return 1;
+	}
+	r = store_io_write_all(s->io, s->cur_fd, s->dbuf, total, (off_t)start);
+	if (s->io->direct(s->io, s->cur_fd, 0) < 0)
+		s->broken = 1; /* later plain writes would fail their alignment */
+	if (r == -EINVAL) {
+		s->no_direct = 1; /* O_DIRECT refused it: the plain write redoes it all */
+		return 1;
+	}
+	if (r == 0 && aend > s->fsize)
+		s->fsize = aend;
+	return r;
+}
+
 int store_append(store *s, int type, const uint8_t *hash, const void *data, uint32_t len,
 		 store_loc *loc, store_pos *end, sl_err *err)
 {
+	int cold = (type & STORE_APPEND_COLD) != 0;
+	type &= ~STORE_APPEND_COLD;
 	assert(type == SEG_REC_CHUNK || type == SEG_REC_JOURNAL);
 	uint32_t extra = type == SEG_REC_CHUNK ? 32 : 0;
 	if (len > SEG_MAX_PAYLOAD - extra)
@@ -365,13 +425,23 @@ int store_append(store *s, int type, const uint8_t *hash, const void *data, uint
 	if (s->cur_fd < 0 && (rc = create_locked(s, err)) < 0)
 		goto out;
 	uint64_t at = s->tail;
-	int r = store_io_write_all(s->io, s->cur_fd, head, SEG_REC_HEADER + extra, (off_t)at);
-	if (r == 0)
-		r = store_io_write_all(s->io, s->cur_fd, data, len,
-				       (off_t)(at + SEG_REC_HEADER + extra));
+	int r = 1;
+	if (cold && type == SEG_REC_CHUNK && len >= STORE_DIRECT_MIN && s->io->direct &&
+	    !s->no_direct)
+		r = append_direct_locked(s, at, head, SEG_REC_HEADER + extra, data, len);
+	if (r == 1) {
+		r = store_io_write_all(s->io, s->cur_fd, head, SEG_REC_HEADER + extra, (off_t)at);
+		if (r == 0)
+			r = store_io_write_all(s->io, s->cur_fd, data, len,
+					       (off_t)(at + SEG_REC_HEADER + extra));
+		if (r == 0 && at + need > s->fsize)
+			s->fsize = at + need;
+	}
 	if (r < 0) {
 		if (s->io->ftruncate(s->io, s->cur_fd, (off_t)at) < 0)
 			s->broken = 1;
+		else
+			s->fsize = at;
 		rc = sl_err_set(err, sl_code_from_errno(-r), "write segment: %s", strerror(-r));
 		goto out;
 	}
@@ -520,6 +590,12 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 			break;
 		}
 		uint64_t size = (uint64_t)s->io->size(s->io, fd);
+		/* the open segment ends at its tail: past it lie records being
+		 * written or a direct append's zero padding */
+		pthread_mutex_lock(&s->mu);
+		if (s->cur_fd >= 0 && s->cur_id == ids[i] && size > s->tail)
+			size = s->tail;
+		pthread_mutex_unlock(&s->mu);
 		uint64_t pos = SEG_HEADER_SIZE;
 		if (ids[i] == from.seg && from.off > pos)
 			pos = from.off;
@@ -608,6 +684,9 @@ void store_close(store *s)
 	while (s->syncing > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
 	if (s->cur_fd >= 0) {
+		if (s->fsize > s->tail &&
+		    s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail) == 0)
+			s->synced = 0; /* the new size wants an fsync too */
 		if (s->synced < s->tail)
 			s->io->fsync(s->io, s->cur_fd);
 		s->io->close(s->io, s->cur_fd);
@@ -616,6 +695,7 @@ void store_close(store *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s->ids);
+	free(s->dbuf);
 	free(s->dir);
 	free(s);
 }

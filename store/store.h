@@ -51,6 +51,16 @@ int store_open(const char *dir, const store_opts *o, store_pos verify_from, stor
 /* Closes without sealing (the open segment is continued on the next open). */
 void store_close(store *s);
 
+/* OR'd into store_append's type: a large CHUNK whose bytes are not expected
+ * to be read back soon (received from a peer, a full chunk of an upload).
+ * Where the io can, it is
+ * written with O_DIRECT from an aligned copy, past the page cache (the
+ * kernel's copy into fresh page-cache pages was the replication receiver's
+ * largest cost). The block-aligned write may leave zeros after the record
+ * until the next append; they are never inside a record, and are cut on
+ * seal, close and recovery. Otherwise a plain append. */
+#define STORE_APPEND_COLD 0x100
+
 /* Appends a record. For SEG_REC_CHUNK, hash is the SHA-256 of data. On
  * failure the segment is cut back so no partial record remains. *loc gets
  * the data location; *end (may be NULL) the position after the record. */
