@@ -193,8 +193,6 @@ core_chunk_job *core_chunk_put_async(core *c, const void *buf, uint32_t len);
  * the mount): the store may write them past the page cache
  * (STORE_APPEND_COLD). */
 core_chunk_job *core_chunk_put_async_cold(core *c, const void *buf, uint32_t len);
-/* core_chunk_put for such a chunk (STORE_APPEND_COLD). */
-int core_chunk_put_cold(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err);
 /* Waits for a job, fills *ref, frees the job; returns its result. */
 int core_chunk_job_wait(core_chunk_job *j, core_chunkref *ref, sl_err *err);
 /* Reads len bytes at off within a stored chunk (holes read as zeros). */

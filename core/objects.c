@@ -392,10 +392,6 @@ int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, s
 	return chunk_put(c, buf, len, 0, ref, err);
 }
 
-int core_chunk_put_cold(core *c, const void *buf, uint32_t len, core_chunkref *ref, sl_err *err)
-{
-	return chunk_put(c, buf, len, 1, ref, err);
-}
 
 int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
 			  core_chunkref *ref, sl_err *err)
