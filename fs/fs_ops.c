@@ -1300,10 +1300,18 @@ void fs_dirs_free(fs_ctx *m)
 static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			  struct fuse_file_info *fi)
 {
-	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0); /* directory changes are committed when made */
+	/* Directory changes are committed (durably) when made; files created
+	 * below and still open are stored now, so their names are durable too. */
+	fs_ctx *m = fs_ctxOf(req);
+	fs_name n;
+	int r = fs_inode_name(m, fs_inode_from(m, ino), &n);
+	if (r == 0) {
+		r = fs_pendingStore(m, n.bucket, n.bucket ? n.path : "", 1);
+		fs_name_clear(&n);
+	}
+	fuse_reply_err(req, r < 0 ? -r : 0);
 }
 
 /* ---- files: create, open, read, write, close --------------------------------- */

@@ -205,3 +205,22 @@ def test_tar_extract_is_one_version_per_file(both, tmp_path):
         h = s3.head_object(Bucket="crt", Key=key)["Metadata"]
         assert int(h["mode"]) & 0o7777 == 0o640 + i, h
         assert int(float(h["mtime"])) == 1600000000 + i, h
+
+
+def test_fsync_of_directory_stores_open_new_files(both):
+    srv, s3, mnt = both
+    d = mnt / "crt" / "fsd"
+    d.mkdir()
+    f = open(d / "n", "wb")
+    try:
+        f.write(b"not yet")
+        assert not exists_s3(s3, "crt", "fsd/n")
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)  # the name is made durable: stored as an empty object
+        finally:
+            os.close(dfd)
+        assert s3.head_object(Bucket="crt", Key="fsd/n")["ContentLength"] == 0
+    finally:
+        f.close()
+    assert s3.get_object(Bucket="crt", Key="fsd/n")["Body"].read() == b"not yet"
