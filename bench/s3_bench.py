@@ -74,6 +74,23 @@ def vmhwm(pid):
     return 0
 
 
+def hash_rates():
+    """MiB/s of MD5 and SHA-256 on one core of this CPU (hashlib uses
+    OpenSSL, as the daemon does), over 4 MiB buffers like the daemon's."""
+    import hashlib
+    buf = os.urandom(4 << 20)
+    rates = {}
+    for name in ("md5", "sha256"):
+        h = hashlib.new(name)
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:
+            h.update(buf)
+            n += len(buf)
+        rates[name] = n / (time.perf_counter() - t0) / 2**20
+    return rates["md5"], rates["sha256"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seglake", default=os.path.join(HERE, "..", "build", "cli", "seglake"))
@@ -182,12 +199,25 @@ http {
                 if put["errors"] or get["errors"]:
                     print("   errors: put %d get %d (%s %s)" % (
                         put["errors"], get["errors"], put["last_error"], get["last_error"]))
+        md5, sha = hash_rates()
+        ncpu = os.cpu_count() or 1
+        both = 1.0 / (1.0 / md5 + 1.0 / sha)
+        print("\nhash floor of a PUT on this CPU: MD5 %.0f MiB/s, SHA-256 %.0f MiB/s on one core."
+              "\n  Every PUT byte is MD5'd in order (the plain-MD5 ETag) and SHA-256'd (chunk"
+              "\n  addresses): one stream cannot pass %.0f MiB/s, and %d cores doing nothing"
+              "\n  else cannot pass %.0f MiB/s (before the body copy, CRC-32C, the page-cache"
+              "\n  write and the client's own work on the same cores)." % (
+                  md5, sha, min(md5, 2 * both) if ncpu > 1 else both, ncpu, ncpu * both))
         print("\nratios (client, server and nginx share %d cores):" % os.cpu_count())
         ok = True
         for sz, c, put, dsk, get, ngx_r in rows:
             gr = get["mib_per_s"] / ngx_r["mib_per_s"] if ngx_r["mib_per_s"] else 0
             pr = put["mib_per_s"] / dsk["mib_per_s"] if dsk["mib_per_s"] else 0
             line = "  %-5s c=%-3d GET/nginx %5.0f%%  PUT/disk %5.0f%%" % (sz, c, gr * 100, pr * 100)
+            if size_of(sz) >= 64 * 1024 * 1024:
+                floor = (min(md5, 2 * both) if ncpu > 1 else both) if c == 1 \
+                    else min(c, ncpu) * both
+                line += "  PUT/hash floor %4.0f%%" % (100 * put["mib_per_s"] / floor)
             if size_of(sz) >= 64 * 1024 * 1024:
                 good = gr >= 0.8 and pr >= 0.7
                 ok &= good
