@@ -22,7 +22,10 @@ static const char repl_usage[] =
 	"usage: seglake repl COMMAND [options]\n"
 	"  pull --peer URL [--data DIR]       one round: fetch and apply what the peer has\n"
 	"  push --peer URL [--data DIR]       one round: send the peer what it lacks\n"
-	"  bootstrap --peer URL --data DIR    create DIR (if needed) and catch up from the peer\n"
+	"  bootstrap --peer URL --data DIR [--snapshot]\n"
+	"                                     create DIR (if needed) and catch up from the peer:\n"
+	"                                     its history, or its snapshot (then the oplog after\n"
+	"                                     it) if it trimmed its history or with --snapshot\n"
 	"  status [--url URL | --data DIR] [--json]   per-peer watermark, lag, backlog, errors\n"
 	"  conflicts [--url URL | --data DIR] [--bucket B] [--json]   losers of concurrent writes\n"
 	"  validate --peer URL (--peer URL2 | --data DIR) [--bucket B] [--chunks]\n"
@@ -36,7 +39,7 @@ typedef struct repl_args {
 	const char *peers[2];
 	int npeers;
 	const char *data, *url, *creds, *region, *bucket, *ca;
-	int json, chunks, quiet;
+	int json, chunks, quiet, snapshot;
 } repl_args;
 
 static int repl_parse(int argc, char **argv, repl_args *a)
@@ -57,6 +60,8 @@ static int repl_parse(int argc, char **argv, repl_args *a)
 			a->chunks = 1;
 		} else if (!strcmp(s, "--quiet")) {
 			a->quiet = 1;
+		} else if (!strcmp(s, "--snapshot")) {
+			a->snapshot = 1;
 		} else if (!strcmp(s, "--peer")) {
 			if (!v || a->npeers == 2) {
 				fprintf(stderr, "seglake repl: --peer needs a URL (at most two)\n");
@@ -153,6 +158,54 @@ static void repl_print_counters(const char *what, const char *url, const repl_co
 	       what, url, c->entries, c->applied, c->chunks, b, w, (double)ms / 1000.0);
 }
 
+static void repl_snap_progress(void *ctx, const repl_counters *c, int64_t done, int64_t total)
+{
+	repl_prog *p = ctx;
+	int64_t now = repl_now_ms();
+	if (!p->tty || now - p->last < 200)
+		return;
+	p->last = now;
+	char b[32];
+	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
+	fprintf(stderr, "\rsnapshot: %" PRId64 "/%" PRId64 " records, %" PRIu64
+		" chunks (%s) in %.1fs   ",
+		done, total, c->chunks, b, (double)(now - p->t0) / 1000.0);
+	fflush(stderr);
+}
+
+/* Bootstrap from the peer's snapshot, then the caller pulls what follows. */
+static int repl_cmd_snapshot_force(core *c, const repl_args *a, const repl_cli_creds *cc,
+				   repl_prog *p, sl_err *err)
+{
+	repl_round_opts o = { .progress = repl_snap_progress, .progress_ctx = p };
+	repl_counters cnt = { 0 };
+	int64_t seq = 0;
+	int rc = repl_snapshot_bootstrap(c, a->peers[0], &cc->cr, &o, NULL, &cnt, &seq, err);
+	if (p->tty && p->last)
+		fputc('\n', stderr);
+	p->last = 0;
+	if (rc == 0) {
+		char b[32];
+		repl_fmt_bytes(cnt.chunk_bytes, b, sizeof(b));
+		printf("snapshot %s: %" PRIu64 " records at oplog position %" PRId64 ", %" PRIu64
+		       " chunks (%s), %.2fs\n",
+		       a->peers[0], cnt.applied, seq, cnt.chunks, b,
+		       (double)(repl_now_ms() - p->t0) / 1000.0);
+		fflush(stdout);
+	}
+	return rc;
+}
+
+/* --snapshot, or a bootstrap that was cut in its snapshot: (re)start from
+ * the peer's snapshot. Otherwise history first (see repl_cmd_round). */
+static int repl_cmd_snapshot(core *c, const repl_args *a, const repl_cli_creds *cc,
+			     repl_prog *p, sl_err *err)
+{
+	if (!a->snapshot && !core_snapshot_partial(c))
+		return 0;
+	return repl_cmd_snapshot_force(c, a, cc, p, err);
+}
+
 static int repl_cmd_round(const char *cmd, const repl_args *a)
 {
 	if (a->npeers != 1) {
@@ -188,8 +241,22 @@ static int repl_cmd_round(const char *cmd, const repl_args *a)
 	repl_prog p = { .what = cmd, .tty = isatty(2) && !a->quiet, .t0 = repl_now_ms() };
 	repl_round_opts o = { .progress = repl_progress, .progress_ctx = &p };
 	repl_counters cnt = { 0 };
-	int rc = strcmp(cmd, "push") == 0 ? repl_push_once(c, a->peers[0], &cc.cr, &o, &cnt, &err) :
-					    repl_pull_once(c, a->peers[0], &cc.cr, &o, &cnt, &err);
+	int rc = 0;
+	if (boot)
+		rc = repl_cmd_snapshot(c, a, &cc, &p, &err);
+	if (rc == 0)
+		rc = strcmp(cmd, "push") == 0 ?
+			     repl_push_once(c, a->peers[0], &cc.cr, &o, &cnt, &err) :
+			     repl_pull_once(c, a->peers[0], &cc.cr, &o, &cnt, &err);
+	if (rc == SL_ENOTSUP && boot && core_oplog_head(c) == 0) {
+		/* the peer trimmed its history: start from its snapshot */
+		if (p.tty && p.last)
+			fputc('\n', stderr);
+		p.last = 0;
+		rc = repl_cmd_snapshot_force(c, a, &cc, &p, &err);
+		if (rc == 0)
+			rc = repl_pull_once(c, a->peers[0], &cc.cr, &o, &cnt, &err);
+	}
 	if (p.tty && p.last)
 		fputc('\n', stderr);
 	core_close(c);

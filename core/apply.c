@@ -626,6 +626,8 @@ static int apply_one(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 	else if (!remote && (strcmp(what, "mpu-create") == 0 || strcmp(what, "mpu-part") == 0 ||
 			     strcmp(what, "mpu-end") == 0))
 		return apply_mpu(w, op, what, err);
+	else if (!remote && strncmp(what, "snap-", 5) == 0)
+		return core_snapshot_apply_op(c, w, op, err); /* snapshot bootstrap */
 	else
 		return sl_err_set(err, SL_EINVAL, "unknown journal op '%s'", what);
 	if (rc == 0)

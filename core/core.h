@@ -409,6 +409,34 @@ int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **ou
 int core_repl_apply(core *c, const char *peer, int64_t peer_seq, const char *const *bodies,
 		    size_t n, size_t *applied, sl_err *err);
 
+/* Snapshot bootstrap (core/snapshot.c; the stream format is described there).
+ * Producing: one read transaction, so the records are the state at one
+ * oplog position (core_snapread_head). next returns 1 with a line (no
+ * newline, owned by s, valid until the next call), 0 at the end, or SL_E*.
+ * Memory: one record at a time. */
+typedef struct core_snapread core_snapread;
+int core_snapread_open(core *c, core_snapread **out, sl_err *err);
+int64_t core_snapread_head(const core_snapread *s);
+int core_snapread_next(core_snapread *s, const char **line, size_t *len, sl_err *err);
+void core_snapread_close(core_snapread *s);
+/* Applying, on a lake without history (SL_ENOTEMPTY otherwise): begin
+ * (clears what a cut earlier bootstrap left and marks the lake partial),
+ * then bucket and version records in batches (one transaction each; every
+ * chunk they name must be stored here, SL_ENOKEY otherwise), then finish:
+ * origins (the header's JSON object) raise repl_origin, peer's watermark
+ * becomes seq, the oplog horizon is raised to the head, the mark dropped.
+ * Rows are written as given (no last-writer-wins) and journalled. */
+int core_snapshot_begin(core *c, sl_err *err);
+int core_snapshot_apply(core *c, const char *const *recs, size_t n, sl_err *err);
+int core_snapshot_finish(core *c, const char *peer, int64_t seq, const char *origins,
+			 sl_err *err);
+/* 1 if a snapshot bootstrap began here and did not finish. */
+int core_snapshot_partial(core *c);
+/* If this lake was bootstrapped from node's snapshot: the oplog horizon that
+ * set (node has all the state the lake started with, so it may read the
+ * oplog from 0 while the horizon has not moved past it); else 0. */
+int64_t core_snapshot_source(core *c, const char *node);
+
 typedef struct core_peer {
 	char *peer;
 	int64_t seq;        /* the peer's oplog position applied here */

@@ -92,6 +92,8 @@ int core_commit_internal(core *c, core_prepare_fn fn, void *arg, sl_err *err);
 /* Applies op (live or replayed) and records it in t->ops (t may be NULL in replay). */
 int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err);
 int core_txn_apply(core *c, meta_conn *w, core_txn *t, json_t *op, sl_err *err);
+/* Applies a snap-* journal op (core/snapshot.c). */
+int core_snapshot_apply_op(core *c, meta_conn *w, json_t *op, sl_err *err);
 
 /* Pending chunk map (core/objects.c): 4096 hash buckets of this list. */
 typedef struct core_pending {

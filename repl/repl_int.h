@@ -93,6 +93,27 @@ int repl_peer_info(repl_client *cl, core *c, json_t **out, sl_err *err);
 long repl_pull_step(repl_client *cl, core *c, int page, int wait_ms, repl_pull_state *st,
 		    repl_counters *cnt, sl_err *err);
 
+/* Fetches chunks by hash (32 bytes each) and stores each verified; st may be
+ * NULL. Memory: a few chunk buffers whatever n. */
+int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
+		      repl_counters *cnt, repl_pull_state *st, sl_err *err);
+
+/* ---- snapshot bootstrap (bootstrap.c) --------------------------------------- */
+
+struct s3d_req;
+/* GET /v1/repl/snapshot: the state as newline-delimited JSON (core/snapshot.c). */
+void repl_srv_snapshot(struct repl *rp, struct s3d_req *r);
+/* Applies the peer's snapshot on this lake (no history: SL_ENOTEMPTY
+ * otherwise): receives the stream into an unlinked file in the data dir,
+ * checks header and trailer, then fetches chunks and applies records in
+ * batches. progress gets (records applied, records). stop (may be NULL):
+ * set, the transfer ends (SL_EIO). *seq: the peer's oplog position the
+ * snapshot is at (the watermark set here). A cut run leaves the lake marked
+ * partial (core_snapshot_partial); the next run starts over. */
+int repl_snapshot_bootstrap(core *c, const char *url, const repl_creds *cr,
+			    const repl_round_opts *o, const volatile int *stop, repl_counters *out,
+			    int64_t *seq, sl_err *err);
+
 /* ---- state listing (state.c), for validate -------------------------------- */
 
 /* {"buckets":[{"name","versioning"}]} */

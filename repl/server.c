@@ -114,7 +114,8 @@ static void repl_srv_oplog(repl *rp, s3d_req *r)
 	}
 	core *c = rp->core;
 	int64_t horizon = core_oplog_horizon(c);
-	if (after < horizon) {
+	/* the host this one was bootstrapped from has the snapshot's state */
+	if (after < horizon && !(after == 0 && node && horizon <= core_snapshot_source(c, node))) {
 		char m[256];
 		snprintf(m, sizeof(m),
 			 "entries after %" PRId64 " were trimmed (oplog horizon %" PRId64
@@ -462,6 +463,8 @@ void repl_route(void *ctx, struct s3d_req *r)
 		repl_srv_conflicts(rp, r);
 	else if (get && strcmp(p, "/state") == 0)
 		repl_srv_state(rp, r);
+	else if (get && strcmp(p, "/snapshot") == 0)
+		repl_srv_snapshot(rp, r); /* bootstrap.c */
 	else if (post && strcmp(p, "/chunks") == 0)
 		repl_srv_body(r, REPL_FETCH_BATCH * 4 * 65, repl_srv_chunks_finish);
 	else if (post && strcmp(p, "/push/missing") == 0)

@@ -217,6 +217,28 @@ static void repl_worker_progress(void *ctx, const repl_pull_state *st, const rep
 	pthread_mutex_unlock(&w->rp->lock);
 }
 
+/* An empty lake whose peer trimmed the history it needs (or a snapshot
+ * bootstrap cut earlier): the first peer's worker applies that peer's
+ * snapshot; the others wait for it. Returns 0 (then pull on) or SL_E*. */
+static long repl_worker_snapshot(repl_worker *w, const repl_creds *cr, sl_err *err)
+{
+	repl *rp = w->rp;
+	if (w != &rp->workers[0])
+		return sl_err_set(err, SL_EIO, "waiting for the snapshot bootstrap from %s",
+				  rp->workers[0].url);
+	repl_log(rp, "peer %s: this lake is empty and the peer trimmed its history (or a "
+		     "bootstrap was cut): bootstrapping from its snapshot",
+		 w->url);
+	repl_counters c = { 0 };
+	int64_t at = 0;
+	int rc = repl_snapshot_bootstrap(rp->core, w->url, cr, NULL, &rp->stopping, &c, &at, err);
+	if (rc == 0)
+		repl_log(rp, "peer %s: snapshot applied: %" PRIu64 " records, %" PRIu64
+			     " chunks fetched, at its oplog position %" PRId64,
+			 w->url, c.applied, c.chunks, at);
+	return rc;
+}
+
 static void *repl_worker_main(void *arg)
 {
 	repl_worker *w = arg;
@@ -249,8 +271,15 @@ static void *repl_worker_main(void *arg)
 			pthread_mutex_unlock(&rp->lock);
 			repl_log(rp, "peer %s is node %s", w->url, st.node);
 		}
-		long n = repl_pull_step(&cl, rp->core, REPL_PAGE_DEFAULT, REPL_LONGPOLL_MS, &st,
-					&cnt, &err);
+		long n;
+		if (core_snapshot_partial(rp->core)) {
+			n = repl_worker_snapshot(w, &cr, &err);
+		} else {
+			n = repl_pull_step(&cl, rp->core, REPL_PAGE_DEFAULT, REPL_LONGPOLL_MS, &st,
+					   &cnt, &err);
+			if (n == SL_ENOTSUP && core_oplog_head(rp->core) == 0)
+				n = repl_worker_snapshot(w, &cr, &err); /* trimmed; empty here */
+		}
 		if (rp->stopping)
 			break;
 		if (n < 0) {

@@ -194,8 +194,8 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 
 /* Fetches hashes (32 bytes each) from the peer in batches, storing each chunk
  * as it completes: memory is REPL_RX_DEPTH chunks whatever the batch. */
-static int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
-			     repl_counters *cnt, repl_pull_state *st, sl_err *err)
+int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
+		      repl_counters *cnt, repl_pull_state *st, sl_err *err)
 {
 	if (n == 0)
 		return 0;

@@ -91,10 +91,17 @@ def test_retention_and_rebootstrap_error(srv, tmp_path):
     s3.put_object(Bucket="ret", Key="after", Body=b"y")
     r = run("repl", "pull", "--peer", srv.endpoint, "--data", local)
     assert "1 applied" in r.stdout
-    # a new host below the horizon is told to re-bootstrap, clearly
-    r = run("repl", "bootstrap", "--peer", srv.endpoint, "--data", str(tmp_path / "fresh"),
-            check=False)
+    # a host below the horizon cannot catch up from the oplog: told to
+    # re-bootstrap, clearly
+    fresh = str(tmp_path / "fresh")
+    init_data_dir(fresh)
+    r = run("repl", "pull", "--peer", srv.endpoint, "--data", fresh, check=False)
     assert r.returncode == 1 and "re-bootstrap" in r.stderr and "trimmed" in r.stderr, r.stderr
+    # ... and bootstrap (from the snapshot, the history being trimmed) gets it going
+    r = run("repl", "bootstrap", "--peer", srv.endpoint, "--data", fresh)
+    assert "snapshot" in r.stdout, r.stdout
+    r = run("repl", "validate", "--peer", srv.endpoint, "--data", fresh, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_endpoints_authenticate_and_reject_bad_input(srv):
@@ -164,6 +171,19 @@ def test_replication_key_replicates_and_data_key_does_not(srv, tmp_path):
     # a data key may not read the oplog (which would reveal every bucket)
     st, _, body = srv.request("GET", "/v1/repl/oplog", access_key=dk, secret_key=ds)
     assert st == 403, body
+    # ... nor the snapshot; the replication key may, unsigned requests may not
+    st, _, body = srv.request("GET", "/v1/repl/snapshot", access_key=dk, secret_key=ds)
+    assert st == 403, body
+    st, _, body = srv.request("GET", "/v1/repl/snapshot", sign=False)
+    assert st == 403, body
+    st, _, body = srv.request("GET", "/v1/repl/snapshot", access_key=rk, secret_key=rs)
+    assert st == 200, body
+    lines = [json.loads(x) for x in body.decode().splitlines()]
+    assert lines[0]["t"] == "header" and lines[0]["head"] >= 2, lines[0]
+    assert lines[-1] == {"t": "end", "count": len(lines) - 2}, lines[-1]
+    recs = lines[1:-1]
+    assert any(x["t"] == "bucket" and x["name"] == "scoped" for x in recs), recs
+    assert any(x["t"] == "version" and x["k"] == "k" and x["cur"] for x in recs), recs
     r = run("repl", "pull", "--peer", srv.endpoint, "--data", local, check=False,
             env={"SEGLAKE_PEER_ACCESS_KEY": dk, "SEGLAKE_PEER_SECRET_KEY": ds})
     assert r.returncode != 0 and "AccessDenied" in (r.stdout + r.stderr), r.stdout + r.stderr
