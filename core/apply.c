@@ -12,18 +12,6 @@
 
 #include <string.h>
 
-static const char *S(json_t *op, const char *k)
-{
-	json_t *v = json_object_get(op, k);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static int64_t I(json_t *op, const char *k)
-{
-	json_t *v = json_object_get(op, k);
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
-}
-
 static int bad(sl_err *err, const char *what)
 {
 	return sl_err_set(err, SL_EINVAL, "malformed journal op: %s", what);
@@ -42,8 +30,9 @@ static int oplog_add(core *c, meta_conn *w, json_t *op, const char *kind, const 
 		free(body);
 		return err->code;
 	}
-	sqlite3_bind_int64(st, 1, I(op, "hlc"));
-	sqlite3_bind_text(st, 2, S(op, "node") ? S(op, "node") : c->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, core_jint(op, "hlc"));
+	const char *onode = core_jstr(op, "node");
+	sqlite3_bind_text(st, 2, onode ? onode : c->node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, bucket, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
@@ -200,9 +189,10 @@ static int bucket_autocreate(core *c, meta_conn *w, json_t *op, const char *b, s
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, I(op, "ms"));
-	sqlite3_bind_int64(st, 3, I(op, "hlc"));
-	sqlite3_bind_text(st, 4, S(op, "node") ? S(op, "node") : c->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, core_jint(op, "ms"));
+	sqlite3_bind_int64(st, 3, core_jint(op, "hlc"));
+	const char *onode = core_jstr(op, "node");
+	sqlite3_bind_text(st, 4, onode ? onode : c->node, -1, SQLITE_STATIC);
 	return meta_done(w, st, err);
 }
 
@@ -215,8 +205,9 @@ static int bucket_autocreate(core *c, meta_conn *w, json_t *op, const char *b, s
  */
 static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 {
-	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v"), *node = S(op, "node");
-	const char *etag = S(op, "etag"), *kind = S(op, "kind");
+	const char *b = core_jstr(op, "b"), *k = core_jstr(op, "k"), *v = core_jstr(op, "v");
+	const char *node = core_jstr(op, "node");
+	const char *etag = core_jstr(op, "etag"), *kind = core_jstr(op, "kind");
 	if (!b || !k || !v || !node || !etag)
 		return bad(err, "put without bucket/key/version/node/etag");
 	int rc = bucket_exists(w, b, err);
@@ -224,9 +215,9 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 		rc = bucket_autocreate(c, w, op, b, err);
 	if (rc < 0)
 		return rc;
-	int64_t hlc = I(op, "hlc");
+	int64_t hlc = core_jint(op, "hlc");
 	int dm = json_is_true(json_object_get(op, "dm"));
-	int state = (int)I(op, "state");
+	int state = (int)core_jint(op, "state");
 	int is_null = strcmp(v, CORE_NULL_VERSION) == 0;
 	char vid[64];
 	snprintf(vid, sizeof(vid), "%s", v);
@@ -317,9 +308,9 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 		sqlite3_bind_int64(st, 4, hlc);
 		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 6, dm);
-		sqlite3_bind_int64(st, 7, I(op, "size"));
+		sqlite3_bind_int64(st, 7, core_jint(op, "size"));
 		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 9, I(op, "ms"));
+		sqlite3_bind_int64(st, 9, core_jint(op, "ms"));
 		sqlite3_bind_text(st, 10, meta_s, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 11, state);
 		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
@@ -343,7 +334,7 @@ log:
 
 static int apply_vdelete(core *c, meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v");
+	const char *b = core_jstr(op, "b"), *k = core_jstr(op, "k"), *v = core_jstr(op, "v");
 	if (!b || !k || !v)
 		return bad(err, "vdelete without bucket/key/version");
 	sqlite3_stmt *st =
@@ -357,14 +348,14 @@ static int apply_vdelete(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (rc == 0)
 		rc = current_fix(w, b, k, err);
 	if (rc == 0)
-		rc = oplog_add(c, w, op, S(op, "kind") ? S(op, "kind") : "vdelete", b, k, v, err);
+		rc = oplog_add(c, w, op, core_jstr(op, "kind") ? core_jstr(op, "kind") : "vdelete", b, k, v, err);
 	return rc;
 }
 
 static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int remote,
 			sl_err *err)
 {
-	const char *b = S(op, "b");
+	const char *b = core_jstr(op, "b");
 	if (!b)
 		return bad(err, "bucket op without bucket");
 	sqlite3_stmt *st;
@@ -394,7 +385,7 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 			if (!st)
 				return err->code;
 			sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-			skip = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > I(op, "hlc");
+			skip = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > core_jint(op, "hlc");
 			sqlite3_reset(st);
 		}
 		if (skip)
@@ -405,7 +396,7 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		if (!st)
 			return err->code;
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, I(op, "hlc"));
+		sqlite3_bind_int64(st, 2, core_jint(op, "hlc"));
 		if ((rc = meta_done(w, st, err)) < 0)
 			return rc;
 	}
@@ -416,10 +407,10 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		if (!st)
 			return err->code;
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 2, (int)I(op, "vers"));
-		sqlite3_bind_int64(st, 3, I(op, "ms"));
-		sqlite3_bind_int64(st, 4, I(op, "hlc"));
-		sqlite3_bind_text(st, 5, S(op, "node") ? S(op, "node") : c->node, -1,
+		sqlite3_bind_int(st, 2, (int)core_jint(op, "vers"));
+		sqlite3_bind_int64(st, 3, core_jint(op, "ms"));
+		sqlite3_bind_int64(st, 4, core_jint(op, "hlc"));
+		sqlite3_bind_text(st, 5, core_jstr(op, "node") ? core_jstr(op, "node") : c->node, -1,
 				  SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			sqlite3_reset(st);
@@ -459,11 +450,11 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		if (!st)
 			return err->code;
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 2, (int)I(op, "vers"));
+		sqlite3_bind_int(st, 2, (int)core_jint(op, "vers"));
 		if ((rc = meta_done(w, st, err)) < 0)
 			return rc;
 	} else { /* bucket-config */
-		const char *name = S(op, "name"), *value = S(op, "value");
+		const char *name = core_jstr(op, "name"), *value = core_jstr(op, "value");
 		if (!name)
 			return bad(err, "bucket-config without name");
 		if ((rc = bucket_exists(w, b, err)) < 0)
@@ -492,13 +483,13 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 
 static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 {
-	const char *id = S(op, "id");
+	const char *id = core_jstr(op, "id");
 	if (!id)
 		return bad(err, "mpu op without upload id");
 	sqlite3_stmt *st;
 	int rc;
 	if (strcmp(what, "mpu-create") == 0) {
-		const char *b = S(op, "b"), *k = S(op, "k");
+		const char *b = core_jstr(op, "b"), *k = core_jstr(op, "k");
 		json_t *meta = json_object_get(op, "meta");
 		if (!b || !k)
 			return bad(err, "mpu-create without bucket/key");
@@ -517,7 +508,7 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, k, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, m, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 5, I(op, "ms"));
+		sqlite3_bind_int64(st, 5, core_jint(op, "ms"));
 		free(m);
 		return meta_done(w, st, err);
 	}
@@ -540,10 +531,10 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 			return err->code;
 		}
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 2, (int)I(op, "num"));
-		sqlite3_bind_int64(st, 3, I(op, "size"));
-		sqlite3_bind_text(st, 4, S(op, "etag") ? S(op, "etag") : "", -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, I(op, "ms"));
+		sqlite3_bind_int(st, 2, (int)core_jint(op, "num"));
+		sqlite3_bind_int64(st, 3, core_jint(op, "size"));
+		sqlite3_bind_text(st, 4, core_jstr(op, "etag") ? core_jstr(op, "etag") : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, core_jint(op, "ms"));
 		sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_TRANSIENT);
 		free(blob);
 		return meta_done(w, st, err);
@@ -564,7 +555,7 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 
 static int origin_seen(meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *node = S(op, "node");
+	const char *node = core_jstr(op, "node");
 	if (!node)
 		return 0;
 	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
@@ -573,7 +564,7 @@ static int origin_seen(meta_conn *w, json_t *op, sl_err *err)
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, I(op, "hlc"));
+	sqlite3_bind_int64(st, 2, core_jint(op, "hlc"));
 	return meta_done(w, st, err);
 }
 
@@ -584,7 +575,7 @@ static int apply_one(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
  * reach, recorded in the same transaction. */
 static int apply_repl(core *c, meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *peer = S(op, "peer");
+	const char *peer = core_jstr(op, "peer");
 	json_t *ops = json_object_get(op, "ops");
 	if (!peer || !json_is_array(ops))
 		return bad(err, "repl without peer/ops");
@@ -603,14 +594,14 @@ static int apply_repl(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, I(op, "seq"));
-	sqlite3_bind_int64(st, 3, I(op, "ms"));
+	sqlite3_bind_int64(st, 2, core_jint(op, "seq"));
+	sqlite3_bind_int64(st, 3, core_jint(op, "ms"));
 	return meta_done(w, st, err);
 }
 
 static int apply_one(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 {
-	const char *what = S(op, "op");
+	const char *what = core_jstr(op, "op");
 	int rc;
 	if (!what)
 		return bad(err, "no op name");

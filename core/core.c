@@ -648,21 +648,30 @@ static int open_parts(core *c, const core_opts *opts, const char *meta_path, sl_
 static int oplog_head_load(core *c, sl_err *err)
 {
 	meta_conn *w = meta_writer(c->md);
-	/* the AUTOINCREMENT sequence survives trimming, MAX(seq) would not */
 	sqlite3_stmt *dm = meta_stmt(w, "SELECT COUNT(*) FROM damaged", err);
 	if (dm && sqlite3_step(dm) == SQLITE_ROW)
 		c->ndamaged = sqlite3_column_int(dm, 0);
 	if (dm)
 		sqlite3_reset(dm);
+	int64_t h = core_oplog_head_db(w);
+	if (h < 0)
+		return sl_err_set(err, SL_EIO, "cannot read the oplog head");
+	c->oplog_head = h;
+	return 0;
+}
+
+int64_t core_oplog_head_db(meta_conn *w)
+{
+	/* the AUTOINCREMENT sequence survives trimming, MAX(seq) would not */
 	sqlite3_stmt *st = meta_stmt(w, "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
 					"COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
-				     err);
-	if (!st)
-		return err->code;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		c->oplog_head = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return 0;
+				     NULL);
+	int64_t h = -1;
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		h = sqlite3_column_int64(st, 0);
+	if (st)
+		sqlite3_reset(st);
+	return h;
 }
 
 static core *core_alloc(const char *dir, const core_opts *opts)

@@ -92,6 +92,27 @@ int core_commit_internal(core *c, core_prepare_fn fn, void *arg, sl_err *err);
 /* Applies op (live or replayed) and records it in t->ops (t may be NULL in replay). */
 int core_apply(core *c, meta_conn *w, json_t *op, sl_err *err);
 int core_txn_apply(core *c, meta_conn *w, core_txn *t, json_t *op, sl_err *err);
+/* A string / integer member of a JSON op; NULL / 0 when absent or of
+ * another type. */
+static inline const char *core_jstr(json_t *op, const char *k)
+{
+	json_t *v = json_object_get(op, k);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static inline int64_t core_jint(json_t *op, const char *k)
+{
+	json_t *v = json_object_get(op, k);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* The oplog head as the index has it (trimming keeps it: the AUTOINCREMENT
+ * sequence counts), -1 if it cannot be read. */
+int64_t core_oplog_head_db(meta_conn *w);
+/* Replaces an op's chunk refs ([hex, len] or [hex, len, seg, off] from
+ * another host) by [hex, len, seg, off] here; SL_ENOKEY if one is not
+ * stored (what names the op in the message). */
+int core_chunks_relocate(core *c, meta_conn *w, json_t *op, const char *what, sl_err *err);
 /* Applies a snap-* journal op (core/snapshot.c). */
 int core_snapshot_apply_op(core *c, meta_conn *w, json_t *op, sl_err *err);
 

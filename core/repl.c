@@ -108,8 +108,7 @@ static int64_t origin_max(meta_conn *w, const char *node)
 	return h;
 }
 
-/* Replaces the peer's chunk locations with this node's. */
-static int relocate(core *c, meta_conn *w, json_t *op, sl_err *err)
+int core_chunks_relocate(core *c, meta_conn *w, json_t *op, const char *what, sl_err *err)
 {
 	size_t j;
 	json_t *e;
@@ -120,13 +119,15 @@ static int relocate(core *c, meta_conn *w, json_t *op, sl_err *err)
 		if (json_is_null(hx))
 			continue;
 		if (!json_is_string(hx) || sl_unhex(json_string_value(hx), h, 32) < 0)
-			return sl_err_set(err, SL_EINVAL, "bad chunk hash in a replicated op");
+			return sl_err_set(err, SL_EINVAL, "bad chunk hash in a %s", what);
 		store_loc loc;
 		if (core_chunk_loc(c, w, h, &loc, NULL) < 0)
-			return sl_err_set(err, SL_ENOKEY, "chunk %s of a replicated op is not stored",
-					  json_string_value(hx));
-		json_array_set_new(e, 2, json_integer((json_int_t)loc.seg));
-		json_array_set_new(e, 3, json_integer((json_int_t)loc.off));
+			return sl_err_set(err, SL_ENOKEY, "chunk %s of a %s is not stored",
+					  json_string_value(hx), what);
+		while (json_array_size(e) > 2)
+			json_array_remove(e, json_array_size(e) - 1);
+		json_array_append_new(e, json_integer((json_int_t)loc.seg));
+		json_array_append_new(e, json_integer((json_int_t)loc.off));
 	}
 	return 0;
 }
@@ -184,7 +185,7 @@ static int prep_repl(core *c, meta_conn *w, core_txn *t, sl_err *err)
 			json_decref(op);
 			break;
 		}
-		if ((rc = relocate(c, w, op, err)) < 0) {
+		if ((rc = core_chunks_relocate(c, w, op, "replicated op", err)) < 0) {
 			json_decref(op);
 			break;
 		}

@@ -266,18 +266,6 @@ int core_snapread_next(core_snapread *s, const char **line, size_t *len, sl_err 
 
 /* ---- applying --------------------------------------------------------------- */
 
-static const char *S(json_t *op, const char *k)
-{
-	json_t *v = json_object_get(op, k);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static int64_t I(json_t *op, const char *k)
-{
-	json_t *v = json_object_get(op, k);
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
-}
-
 static int bad(sl_err *err, const char *what)
 {
 	return sl_err_set(err, SL_EINVAL, "malformed snapshot record: %s", what);
@@ -293,22 +281,9 @@ static int exec_b(meta_conn *w, const char *sql, const char *b, sl_err *err)
 	return meta_done(w, st, err);
 }
 
-static int64_t oplog_head_db(meta_conn *w)
-{
-	sqlite3_stmt *st = meta_stmt(w, "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
-					"COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
-				     NULL);
-	int64_t h = -1;
-	if (st && sqlite3_step(st) == SQLITE_ROW)
-		h = sqlite3_column_int64(st, 0);
-	if (st)
-		sqlite3_reset(st);
-	return h;
-}
-
 static int snap_begin(meta_conn *w, sl_err *err)
 {
-	int64_t h = oplog_head_db(w);
+	int64_t h = core_oplog_head_db(w);
 	if (h != 0)
 		return sl_err_set(err, SL_ENOTEMPTY,
 				  "a snapshot can only be applied to a lake with no history "
@@ -328,7 +303,7 @@ static int snap_begin(meta_conn *w, sl_err *err)
 
 static int snap_bucket_apply(meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *b = S(op, "name"), *node = S(op, "node");
+	const char *b = core_jstr(op, "name"), *node = core_jstr(op, "node");
 	json_t *cfg = json_object_get(op, "config");
 	if (!b || !node || !core_bucket_name_valid(b))
 		return bad(err, "bucket without a valid name/node");
@@ -338,9 +313,9 @@ static int snap_bucket_apply(meta_conn *w, json_t *op, sl_err *err)
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)I(op, "vers"));
-	sqlite3_bind_int64(st, 3, I(op, "ms"));
-	sqlite3_bind_int64(st, 4, I(op, "hlc"));
+	sqlite3_bind_int(st, 2, (int)core_jint(op, "vers"));
+	sqlite3_bind_int64(st, 3, core_jint(op, "ms"));
+	sqlite3_bind_int64(st, 4, core_jint(op, "hlc"));
 	sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
 	int rc = meta_done(w, st, err);
 	if (rc == 0)
@@ -367,8 +342,10 @@ static int snap_bucket_apply(meta_conn *w, json_t *op, sl_err *err)
 
 static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *b = S(op, "b"), *k = S(op, "k"), *v = S(op, "v"), *node = S(op, "node");
-	const char *etag = S(op, "etag"), *meta = S(op, "meta"), *parts = S(op, "parts");
+	const char *b = core_jstr(op, "b"), *k = core_jstr(op, "k"), *v = core_jstr(op, "v");
+	const char *node = core_jstr(op, "node");
+	const char *etag = core_jstr(op, "etag"), *meta = core_jstr(op, "meta");
+	const char *parts = core_jstr(op, "parts");
 	if (!b || !k || !v || !node || !etag || !meta)
 		return bad(err, "version without bucket/key/version/node/etag/meta");
 	int vers;
@@ -422,14 +399,14 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, I(op, "hlc"));
+		sqlite3_bind_int64(st, 4, core_jint(op, "hlc"));
 		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 6, json_is_true(json_object_get(op, "dm")));
-		sqlite3_bind_int64(st, 7, I(op, "size"));
+		sqlite3_bind_int64(st, 7, core_jint(op, "size"));
 		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 9, I(op, "ms"));
+		sqlite3_bind_int64(st, 9, core_jint(op, "ms"));
 		sqlite3_bind_text(st, 10, meta, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 11, (int)I(op, "state"));
+		sqlite3_bind_int(st, 11, (int)core_jint(op, "state"));
 		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
 		if (parts)
 			sqlite3_bind_text(st, 13, parts, -1, SQLITE_STATIC);
@@ -450,13 +427,13 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 		rc = meta_done(w, st, err);
 	}
 	if (rc == 0)
-		hlc_observe_trusted(&c->hlc, (uint64_t)I(op, "hlc"));
+		hlc_observe_trusted(&c->hlc, (uint64_t)core_jint(op, "hlc"));
 	return rc;
 }
 
 static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *peer = S(op, "peer");
+	const char *peer = core_jstr(op, "peer");
 	json_t *orig = json_object_get(op, "origins");
 	if (!peer || !json_is_object(orig))
 		return bad(err, "end without peer/origins");
@@ -488,14 +465,14 @@ static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (!st)
 		return err->code;
 	sqlite3_bind_text(st, 1, peer, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, I(op, "seq"));
-	sqlite3_bind_int64(st, 3, I(op, "ms"));
+	sqlite3_bind_int64(st, 2, core_jint(op, "seq"));
+	sqlite3_bind_int64(st, 3, core_jint(op, "ms"));
 	if ((rc = meta_done(w, st, err)) < 0)
 		return rc;
 	/* the state came without history: move the oplog on by one position
 	 * and trim there, so a host asking this one for entries from 0 is told
 	 * to bootstrap instead of missing the snapshot's state */
-	int64_t head = oplog_head_db(w);
+	int64_t head = core_oplog_head_db(w);
 	if (head < 0)
 		return meta_fail(w, "read oplog head", err);
 	head++;
@@ -524,7 +501,7 @@ static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 
 int core_snapshot_apply_op(core *c, meta_conn *w, json_t *op, sl_err *err)
 {
-	const char *what = S(op, "op");
+	const char *what = core_jstr(op, "op");
 	if (strcmp(what, "snap-begin") == 0)
 		return snap_begin(w, err);
 	if (strcmp(what, "snap-bucket") == 0)
@@ -534,31 +511,6 @@ int core_snapshot_apply_op(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (strcmp(what, "snap-end") == 0)
 		return snap_end(c, w, op, err);
 	return sl_err_set(err, SL_EINVAL, "unknown journal op '%s'", what);
-}
-
-/* Replaces the source's chunk refs [hex, len] by [hex, len, seg, off] here. */
-static int snap_relocate(core *c, meta_conn *w, json_t *op, sl_err *err)
-{
-	size_t j;
-	json_t *e;
-	json_array_foreach(json_object_get(op, "chunks"), j, e)
-	{
-		json_t *hx = json_array_get(e, 0);
-		uint8_t h[32];
-		if (json_is_null(hx))
-			continue;
-		if (!json_is_string(hx) || sl_unhex(json_string_value(hx), h, 32) < 0)
-			return bad(err, "chunk hash");
-		store_loc loc;
-		if (core_chunk_loc(c, w, h, &loc, NULL) < 0)
-			return sl_err_set(err, SL_ENOKEY, "chunk %s of a snapshot record is not stored",
-					  json_string_value(hx));
-		while (json_array_size(e) > 2)
-			json_array_remove(e, json_array_size(e) - 1);
-		json_array_append_new(e, json_integer((json_int_t)loc.seg));
-		json_array_append_new(e, json_integer((json_int_t)loc.off));
-	}
-	return 0;
 }
 
 typedef struct snap_arg {
@@ -593,7 +545,7 @@ static int prep_snap(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		return sl_err_set(err, SL_EINVAL, "snapshot records without a snapshot begun");
 	for (size_t i = 0; i < a->n; i++) {
 		json_t *op = json_loads(a->recs[i], 0, NULL);
-		const char *t2 = S(op, "t");
+		const char *t2 = core_jstr(op, "t");
 		int rc;
 		if (!json_is_object(op) || !t2) {
 			rc = bad(err, "not a JSON object with a type");
@@ -604,7 +556,7 @@ static int prep_snap(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		} else if (strcmp(t2, "version") == 0) {
 			json_object_set_new(op, "op", json_string("snap-version"));
 			json_object_del(op, "t");
-			rc = snap_relocate(c, w, op, err);
+			rc = core_chunks_relocate(c, w, op, "snapshot record", err);
 		} else {
 			rc = sl_err_set(err, SL_EINVAL, "unexpected snapshot record '%s'", t2);
 		}
