@@ -212,6 +212,7 @@ static void fs_dropBuf(fs_ctx *m, fs_data *d, size_t i)
 	}
 	free(d->bufs[i]);
 	d->bufs[i] = NULL;
+	d->bcap[i] = 0;
 	d->ndirty--;
 	atomic_fetch_sub(&m->dirty_bytes, CHUNK);
 }
@@ -238,6 +239,7 @@ void fs_data_free(fs_ctx *m, fs_data *d)
 		fs_dropBuf(m, d, i);
 	free(d->refs);
 	free(d->bufs);
+	free(d->bcap);
 	free(d->ticks);
 	free(d->jobs);
 	free(d->ovl);
@@ -264,6 +266,10 @@ static int fs_reserve(fs_data *d, size_t n)
 	if (!b)
 		return -ENOMEM;
 	d->bufs = b;
+	uint32_t *bc = realloc(d->bcap, ncap * sizeof(*bc));
+	if (!bc)
+		return -ENOMEM;
+	d->bcap = bc;
 	uint64_t *t = realloc(d->ticks, ncap * sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -280,6 +286,7 @@ static int fs_reserve(fs_data *d, size_t n)
 	memset(d->jobs + d->cap, 0, (ncap - d->cap) * sizeof(*j));
 	memset(d->refs + d->cap, 0, (ncap - d->cap) * sizeof(*r));
 	memset(d->bufs + d->cap, 0, (ncap - d->cap) * sizeof(*b));
+	memset(d->bcap + d->cap, 0, (ncap - d->cap) * sizeof(*bc));
 	memset(d->ticks + d->cap, 0, (ncap - d->cap) * sizeof(*t));
 	d->cap = ncap;
 	return 0;
@@ -564,6 +571,7 @@ static int fs_ovlFold(fs_ctx *m, fs_data *d, size_t i)
 	}
 	fs_ovlDrop(d, i);
 	d->bufs[i] = buf;
+	d->bcap[i] = (uint32_t)CHUNK;
 	d->ticks[i] = ++d->tick;
 	d->ndirty++;
 	atomic_fetch_add(&m->dirty_bytes, CHUNK);
@@ -586,6 +594,34 @@ static int fs_ovlStore(fs_ctx *m, fs_data *d, size_t i, uint8_t *scratch)
 	return 0;
 }
 
+/* Size of a dirty buffer holding len valid bytes: small files do not cost a
+ * 4 MiB allocation (fresh pages fault, and the munmap at free costs too). */
+static uint32_t fs_bufSize(uint32_t len)
+{
+	uint32_t cap = FS_BUF_MIN;
+	while (cap < len && cap < (uint32_t)CHUNK)
+		cap *= 2;
+	return cap < (uint32_t)CHUNK ? cap : (uint32_t)CHUNK;
+}
+
+/* Grows chunk i's buffer to hold its valid length (zeros past it). */
+static int fs_bufFit(fs_ctx *m, fs_data *d, size_t i)
+{
+	uint32_t len = fs_chunkLen(d, i);
+	if (d->bcap[i] >= len)
+		return 0;
+	uint32_t cap = fs_bufSize(len);
+	if ((uint64_t)i * CHUNK < d->md5_sub)
+		fs_md5Wait(m, d, (uint64_t)(i + 1) * CHUNK); /* the digest reads it */
+	uint8_t *nb = realloc(d->bufs[i], cap); /* no store job: the chunk was not full */
+	if (!nb)
+		return -ENOMEM;
+	memset(nb + d->bcap[i], 0, cap - d->bcap[i]);
+	d->bufs[i] = nb;
+	d->bcap[i] = cap;
+	return 0;
+}
+
 /* Makes chunk i an in-memory buffer. fill: read its stored bytes (else the
  * caller overwrites all of its valid length). */
 static int fs_materialize(fs_ctx *m, fs_data *d, size_t i, int fill)
@@ -600,7 +636,8 @@ static int fs_materialize(fs_ctx *m, fs_data *d, size_t i, int fill)
 			return fs_ovlFold(m, d, i);
 		fs_ovlDrop(d, i);
 	}
-	uint8_t *buf = malloc(CHUNK);
+	uint32_t len = fs_chunkLen(d, i), cap = fs_bufSize(len);
+	uint8_t *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
 	uint32_t have = d->refs[i].len;
@@ -611,14 +648,14 @@ static int fs_materialize(fs_ctx *m, fs_data *d, size_t i, int fill)
 			free(buf);
 			return -fs_errno(r);
 		}
-		memset(buf + have, 0, CHUNK - have);
+		memset(buf + have, 0, cap - have);
 	} else if (fill) {
-		memset(buf, 0, CHUNK);
+		memset(buf, 0, cap);
 	} else {
-		uint32_t len = fs_chunkLen(d, i); /* the caller writes [0, len) */
-		memset(buf + len, 0, CHUNK - len);
+		memset(buf + len, 0, cap - len); /* the caller writes [0, len) */
 	}
 	d->bufs[i] = buf;
+	d->bcap[i] = cap;
 	d->ticks[i] = ++d->tick;
 	d->ndirty++;
 	atomic_fetch_add(&m->dirty_bytes, CHUNK);
@@ -701,7 +738,7 @@ static int fs_resize(fs_ctx *m, fs_data *d, uint64_t nsize)
 				return r;
 		}
 		if (d->bufs[last])
-			memset(d->bufs[last] + nl, 0, CHUNK - nl);
+			memset(d->bufs[last] + nl, 0, d->bcap[last] - nl);
 		else
 			d->refs[last].len = nl;
 		return 0;
@@ -733,6 +770,8 @@ static int fs_resize(fs_ctx *m, fs_data *d, uint64_t nsize)
 	for (size_t i = oldn ? oldn - 1 : 0; i < newn; i++)
 		if (!d->bufs[i] && !d->ovl[i])
 			d->refs[i].len = fs_chunkLen(d, i);
+	if (oldn > 0 && d->bufs[oldn - 1])
+		return fs_bufFit(m, d, oldn - 1); /* the old last chunk grew */
 	return 0;
 }
 

@@ -27,6 +27,7 @@
 #define FS_TIMEOUT 10.0
 #define FS_TIMEOUT_LONG 300.0
 #define FS_MAX_DIRTY_PER_FILE 16           /* dirty chunks held in memory per open file */
+#define FS_BUF_MIN (16u << 10)             /* first size of a dirty chunk buffer */
 #define FS_MAX_DIRTY_TOTAL (256ull << 20)  /* dirty bytes held in memory per mount */
 #define FS_MAX_FILE_SIZE (1ull << 40)      /* writes past 1 TiB get EFBIG */
 #define FS_SELF_RING 1024                  /* remembered own changes (oplog echo filter) */
@@ -70,11 +71,14 @@ typedef struct fs_name {
  * with it. A chunk is in one state at a time: stored (refs), buffered (bufs)
  * or spilled (ovl over refs). The spill is scratch, never committed data: it
  * is unlinked while open and folded into stored chunks on commit.
- * Invariant: bytes of a dirty buffer past the chunk's valid length are zero. */
+ * Invariant: bytes of a dirty buffer past the chunk's valid length (up to its
+ * size, bcap) are zero. */
 typedef struct fs_data {
 	pthread_rwlock_t lock;  /* read: reads; write: anything that changes state */
 	core_chunkref *refs;    /* stored content of chunks without a buffer */
-	uint8_t **bufs;         /* dirty chunk buffers (CORE_CHUNK_SIZE) or NULL */
+	uint8_t **bufs;         /* dirty chunk buffers or NULL */
+	uint32_t *bcap;         /* their sizes: from FS_BUF_MIN, doubling to CORE_CHUNK_SIZE,
+				 * never below the chunk's valid length */
 	uint64_t *ticks;        /* last write tick per dirty buffer (LRU) */
 	core_chunk_job **jobs;  /* a buffer being stored in the background, or NULL */
 	uint64_t **ovl;         /* pages of the chunk held in the spill file (bitmap), or NULL */

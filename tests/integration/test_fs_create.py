@@ -224,3 +224,45 @@ def test_fsync_of_directory_stores_open_new_files(both):
     finally:
         f.close()
     assert s3.get_object(Bucket="crt", Key="fsd/n")["Body"].read() == b"not yet"
+
+
+def test_small_buffers_grow_with_the_file(both):
+    """Dirty buffers start small and grow with the file (fsync between
+    appends, truncate up, writes into the grown part): content and the plain
+    MD5 ETag stay right through the mount and S3."""
+    import hashlib
+    srv, s3, mnt = both
+    p = mnt / "crt" / "grow"
+    want = bytearray()
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for i in range(40):  # 10 bytes, fsync, then 100 KiB appends past 4 MiB
+            piece = (b"%02d" % i) * (5 if i == 0 else 51200)
+            os.write(fd, piece)
+            want += piece
+            if i in (0, 7):
+                os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert p.read_bytes() == bytes(want)
+    got = s3.get_object(Bucket="crt", Key="grow")
+    assert got["Body"].read() == bytes(want)
+    assert got["ETag"].strip('"') == hashlib.md5(want).hexdigest()
+
+    q = mnt / "crt" / "holes"
+    fd = os.open(q, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"head")
+        os.ftruncate(fd, 3 * 1024 * 1024 + 7)  # grows the small buffer with zeros
+        os.pwrite(fd, b"Z" * 10, 700000)
+        os.pwrite(fd, b"tail", 3 * 1024 * 1024 + 3)
+        os.ftruncate(fd, 2 * 1024 * 1024)  # and shrinks it again
+        os.pwrite(fd, b"end", 2 * 1024 * 1024 + 100)  # a hole inside the chunk
+    finally:
+        os.close(fd)
+    exp = bytearray(2 * 1024 * 1024 + 103)
+    exp[0:4] = b"head"
+    exp[700000:700010] = b"Z" * 10
+    exp[2 * 1024 * 1024 + 100:] = b"end"
+    assert q.read_bytes() == bytes(exp)
+    assert s3.get_object(Bucket="crt", Key="holes")["Body"].read() == bytes(exp)
