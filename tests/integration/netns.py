@@ -287,10 +287,11 @@ class Cluster:
         for h, dev in self._link_devs(a, b):
             sh("tc", "-n", h.ns, "qdisc", "del", "dev", dev, "root", check=False)
 
-    def close(self):
+    def close(self, report=True):
         """Stops every daemon, removes namespaces and links. Prints each
-        host's exit statuses and log (pytest shows it when the test failed)
-        and fails if a daemon asked to stop cleanly did not exit 0."""
+        host's exit statuses and log (pytest shows it when the test failed;
+        report=False leaves it out unless something failed) and fails if a
+        daemon asked to stop cleanly did not exit 0."""
         errors = []
         for h in self.hosts.values():
             try:
@@ -308,15 +309,16 @@ class Cluster:
         for dev in self.mgmt_devs:
             if os.path.exists("/sys/class/net/%s" % dev):
                 sh("ip", "link", "del", dev, check=False)
-        for h in self.hosts.values():
-            print("--- host %s: stops (pid, signal, exit status) %s; log %s (last daemon) ---\n%s"
-                  % (h.name, [e[:3] for e in h.exits], h.log_path, h.log_tail()))
-        if errors:
-            raise errors[0]
         bad = ["host %s: daemon pid %s exited with status %s after %s\n--- %s ---\n%s" % (
             h.name, pid, rc, signal.Signals(sent).name if sent else "exiting by itself",
             h.log_path, h.log_tail(off=off))
             for h in self.hosts.values() for pid, sent, rc, off in h.bad_exits()]
+        if report or errors or bad:
+            for h in self.hosts.values():
+                print("--- host %s: stops (pid, signal, exit status) %s; log %s (last daemon) ---"
+                      "\n%s" % (h.name, [e[:3] for e in h.exits], h.log_path, h.log_tail()))
+        if errors:
+            raise errors[0]
         if bad:
             raise AssertionError("\n".join(bad))
 
