@@ -93,16 +93,25 @@ static void gf2_square(uint64_t *square, const uint64_t *mat, int width)
 		square[n] = gf2_times(mat, mat[n]);
 }
 
-int checksum_crc_combine(int algo, uint64_t crc_a, uint64_t crc_b, uint64_t len_b,
-			 uint64_t *out)
+int checksum_crc_combine(int algo, uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t *out)
 {
 	uint64_t poly;
 	int width;
 	switch (algo) {
-	case CHECKSUM_CRC32: poly = 0xEDB88320u; width = 32; break;
-	case CHECKSUM_CRC32C: poly = CRC32C_POLY; width = 32; break;
-	case CHECKSUM_CRC64NVME: poly = CRC64_POLY; width = 64; break;
-	default: return -1;
+	case CHECKSUM_CRC32:
+		poly = 0xEDB88320u;
+		width = 32;
+		break;
+	case CHECKSUM_CRC32C:
+		poly = CRC32C_POLY;
+		width = 32;
+		break;
+	case CHECKSUM_CRC64NVME:
+		poly = CRC64_POLY;
+		width = 64;
+		break;
+	default:
+		return -1;
 	}
 	if (len_b == 0) {
 		*out = crc_a;
@@ -143,11 +152,11 @@ static const struct {
 	const char *header;
 	size_t len;
 } algos[] = {
-	{CHECKSUM_CRC32, "CRC32", "x-amz-checksum-crc32", 4},
-	{CHECKSUM_CRC32C, "CRC32C", "x-amz-checksum-crc32c", 4},
-	{CHECKSUM_CRC64NVME, "CRC64NVME", "x-amz-checksum-crc64nvme", 8},
-	{CHECKSUM_SHA1, "SHA1", "x-amz-checksum-sha1", 20},
-	{CHECKSUM_SHA256, "SHA256", "x-amz-checksum-sha256", 32},
+	{ CHECKSUM_CRC32, "CRC32", "x-amz-checksum-crc32", 4 },
+	{ CHECKSUM_CRC32C, "CRC32C", "x-amz-checksum-crc32c", 4 },
+	{ CHECKSUM_CRC64NVME, "CRC64NVME", "x-amz-checksum-crc64nvme", 8 },
+	{ CHECKSUM_SHA1, "SHA1", "x-amz-checksum-sha1", 20 },
+	{ CHECKSUM_SHA256, "SHA256", "x-amz-checksum-sha256", 32 },
 };
 #define N_ALGOS (sizeof(algos) / sizeof(algos[0]))
 
@@ -194,10 +203,17 @@ int checksum_init(checksum *c, int algo)
 	switch (algo) {
 	case CHECKSUM_CRC32:
 	case CHECKSUM_CRC32C:
-	case CHECKSUM_CRC64NVME: c->algo = algo; return 0;
-	case CHECKSUM_SHA1: md = EVP_sha1(); break;
-	case CHECKSUM_SHA256: md = EVP_sha256(); break;
-	default: return -1;
+	case CHECKSUM_CRC64NVME:
+		c->algo = algo;
+		return 0;
+	case CHECKSUM_SHA1:
+		md = EVP_sha1();
+		break;
+	case CHECKSUM_SHA256:
+		md = EVP_sha256();
+		break;
+	default:
+		return -1;
 	}
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
@@ -216,15 +232,22 @@ void checksum_update(checksum *c, const void *data, size_t len)
 	if (len == 0)
 		return;
 	switch (c->algo) {
-	case CHECKSUM_CRC32: c->crc = checksum_crc32((uint32_t)c->crc, data, len); break;
-	case CHECKSUM_CRC32C: c->crc = checksum_crc32c((uint32_t)c->crc, data, len); break;
-	case CHECKSUM_CRC64NVME: c->crc = checksum_crc64nvme(c->crc, data, len); break;
+	case CHECKSUM_CRC32:
+		c->crc = checksum_crc32((uint32_t)c->crc, data, len);
+		break;
+	case CHECKSUM_CRC32C:
+		c->crc = checksum_crc32c((uint32_t)c->crc, data, len);
+		break;
+	case CHECKSUM_CRC64NVME:
+		c->crc = checksum_crc64nvme(c->crc, data, len);
+		break;
 	case CHECKSUM_SHA1:
 	case CHECKSUM_SHA256:
 		if (c->md)
 			EVP_DigestUpdate(c->md, data, len);
 		break;
-	default: break;
+	default:
+		break;
 	}
 }
 
@@ -250,7 +273,8 @@ int checksum_final(checksum *c, unsigned char raw[CHECKSUM_MAX_DIGEST])
 			n = (int)len;
 		break;
 	}
-	default: break;
+	default:
+		break;
 	}
 	checksum_clear(c);
 	return n;

@@ -86,7 +86,6 @@ uint64_t checksum_crc64nvme(uint64_t crc, const void *data, size_t len);
 /* CRC of A||B from crc(A), crc(B) and len(B), for a CRC algorithm (full-object
  * checksums of multipart uploads). Returns 0 and sets *out, or -1 if algo is
  * not a CRC. */
-int checksum_crc_combine(int algo, uint64_t crc_a, uint64_t crc_b, uint64_t len_b,
-			 uint64_t *out);
+int checksum_crc_combine(int algo, uint64_t crc_a, uint64_t crc_b, uint64_t len_b, uint64_t *out);
 
 #endif

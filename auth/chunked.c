@@ -50,10 +50,10 @@ struct chunked {
 	char scope[160];
 	char prev_sig[65];
 	char chunk_sig[65]; /* signature announced for the current chunk */
-	EVP_MD_CTX *md;     /* SHA-256 of the current chunk (signed modes) */
+	EVP_MD_CTX *md;	    /* SHA-256 of the current chunk (signed modes) */
 
 	uint64_t remaining; /* bytes left in the current chunk */
-	uint64_t total;     /* payload bytes emitted */
+	uint64_t total;	    /* payload bytes emitted */
 	int64_t expected;   /* decoded length or -1 */
 
 	char line[CHUNKED_MAX_LINE + 2];
@@ -156,8 +156,8 @@ static int trailer_declared(const char *decl, const char *name)
 /* The checksum algorithm named in the declared trailer list, if any. */
 static int declared_checksum(const char *decl)
 {
-	static const int algos[] = {CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME,
-				    CHECKSUM_SHA1, CHECKSUM_SHA256};
+	static const int algos[] = { CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME,
+				     CHECKSUM_SHA1, CHECKSUM_SHA256 };
 	for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++)
 		if (trailer_declared(decl, checksum_header_name(algos[i])))
 			return algos[i];
@@ -173,10 +173,9 @@ int chunked_new(const chunked_opts *o, chunked **out)
 			    o->mode == SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER;
 	if (!signed_chunks && o->mode != SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER)
 		return SIGV4_INVALID_ARGUMENT;
-	if (signed_chunks &&
-	    (!o->signing_key || !o->amz_date || strlen(o->amz_date) != 16 || !o->scope ||
-	     strlen(o->scope) >= 160 || !o->seed_signature ||
-	     !is_hex64_lower(o->seed_signature, strlen(o->seed_signature))))
+	if (signed_chunks && (!o->signing_key || !o->amz_date || strlen(o->amz_date) != 16 ||
+			      !o->scope || strlen(o->scope) >= 160 || !o->seed_signature ||
+			      !is_hex64_lower(o->seed_signature, strlen(o->seed_signature))))
 		return SIGV4_INVALID_ARGUMENT;
 	chunked *d = calloc(1, sizeof(*d));
 	if (!d)
@@ -268,7 +267,8 @@ static int verify_chunk(chunked *d, const unsigned char h[32])
 	if (CRYPTO_memcmp(sig, d->chunk_sig, 64) != 0)
 		return dfail(d, SIGV4_SIGNATURE_MISMATCH,
 			     "The chunk signature of the chunk ending at payload byte %llu does "
-			     "not match.", (unsigned long long)d->total);
+			     "not match.",
+			     (unsigned long long)d->total);
 	memcpy(d->prev_sig, sig, 65);
 	return SIGV4_OK;
 }
@@ -350,12 +350,13 @@ static int trailers_complete(chunked *d)
 			if (t > p) {
 				char name[128];
 				size_t l = (size_t)(t - p) < sizeof(name) - 1 ? (size_t)(t - p)
-									       : sizeof(name) - 1;
+									      : sizeof(name) - 1;
 				memcpy(name, p, l);
 				name[l] = '\0';
 				if (!chunked_trailer_get(d, name))
 					return dfail(d, SIGV4_INVALID_REQUEST,
-						     "The trailer %s declared in x-amz-trailer was not sent.",
+						     "The trailer %s declared in x-amz-trailer was "
+						     "not sent.",
 						     name);
 			}
 			p = e;
@@ -429,7 +430,8 @@ static int handle_trailer_line(chunked *d)
 		return dfail(d, SIGV4_INVALID_REQUEST, "The trailers are too large.");
 	char *colon = memchr(d->line, ':', d->line_len);
 	if (!colon || colon == d->line)
-		return dfail(d, SIGV4_INVALID_REQUEST, "Malformed trailer line in aws-chunked body.");
+		return dfail(d, SIGV4_INVALID_REQUEST,
+			     "Malformed trailer line in aws-chunked body.");
 	size_t nl = (size_t)(colon - d->line);
 	for (size_t i = 0; i < nl; i++) {
 		unsigned char c = (unsigned char)d->line[i];
@@ -483,7 +485,8 @@ static int take_line(chunked *d, const unsigned char *p, size_t n, size_t *used)
 		if (d->line_cr) {
 			if (c != '\n') {
 				*used = i;
-				dfail(d, SIGV4_INVALID_REQUEST, "Malformed line ending in aws-chunked body.");
+				dfail(d, SIGV4_INVALID_REQUEST,
+				      "Malformed line ending in aws-chunked body.");
 				return -1;
 			}
 			d->line_cr = 0;
@@ -567,7 +570,8 @@ int chunked_feed(chunked *d, const void *data, size_t len)
 			char want = d->state == ST_DATA_CR ? '\r' : '\n';
 			if (*p != want)
 				return dfail(d, SIGV4_INVALID_REQUEST,
-					     "Chunk data is not followed by CRLF (chunk size wrong?).");
+					     "Chunk data is not followed by CRLF (chunk size "
+					     "wrong?).");
 			p++;
 			len--;
 			if (d->state == ST_DATA_CR) {
@@ -630,7 +634,8 @@ int chunked_finish(chunked *d)
 	if (d->expected >= 0 && d->total != (uint64_t)d->expected)
 		return dfail(d, SIGV4_INCOMPLETE_BODY,
 			     "The decoded body has %llu bytes but x-amz-decoded-content-length is "
-			     "%lld.", (unsigned long long)d->total, (long long)d->expected);
+			     "%lld.",
+			     (unsigned long long)d->total, (long long)d->expected);
 	return SIGV4_OK;
 }
 

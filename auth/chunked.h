@@ -35,7 +35,7 @@
 
 #include "auth/sigv4.h"
 
-#define CHUNKED_MAX_LINE 4096    /* longest chunk header / trailer line */
+#define CHUNKED_MAX_LINE 4096	  /* longest chunk header / trailer line */
 #define CHUNKED_MAX_TRAILERS 8192 /* total bytes of all trailer lines */
 #define CHUNKED_MAX_TRAILER_COUNT 16
 
@@ -46,19 +46,19 @@ typedef struct chunked chunked;
 typedef int (*chunked_out_fn)(void *ctx, const void *data, size_t len);
 
 typedef struct chunked_opts {
-	int mode;                  /* SIGV4_PAYLOAD_STREAMING_{SIGNED,SIGNED_TRAILER,UNSIGNED_TRAILER} */
+	int mode; /* SIGV4_PAYLOAD_STREAMING_{SIGNED,SIGNED_TRAILER,UNSIGNED_TRAILER} */
 	/* Signed modes only (copied; may be freed after chunked_new): */
 	const unsigned char *signing_key; /* 32 bytes (sigv4_auth.signing_key) */
-	const char *amz_date;      /* "YYYYMMDDTHHMMSSZ" */
-	const char *scope;         /* "YYYYMMDD/region/s3/aws4_request" */
-	const char *seed_signature; /* 64 hex: the request's signature */
-	int64_t decoded_length;    /* expected payload length; -1: not checked */
-	const char *trailer;       /* x-amz-trailer header value or NULL; trailers must be
-				    * among these names (comma-separated) */
-	int verify_checksum;       /* non-zero: compute the x-amz-checksum-* algorithm
-				    * named in `trailer` over the payload and compare with
-				    * the received trailer value (BadDigest on mismatch) */
-	chunked_out_fn out;        /* required */
+	const char *amz_date;		  /* "YYYYMMDDTHHMMSSZ" */
+	const char *scope;		  /* "YYYYMMDD/region/s3/aws4_request" */
+	const char *seed_signature;	  /* 64 hex: the request's signature */
+	int64_t decoded_length;		  /* expected payload length; -1: not checked */
+	const char *trailer;		  /* x-amz-trailer header value or NULL; trailers must be
+					   * among these names (comma-separated) */
+	int verify_checksum;		  /* non-zero: compute the x-amz-checksum-* algorithm
+					   * named in `trailer` over the payload and compare with
+					   * the received trailer value (BadDigest on mismatch) */
+	chunked_out_fn out;		  /* required */
 	void *out_ctx;
 } chunked_opts;
 
@@ -70,8 +70,7 @@ int chunked_new(const chunked_opts *o, chunked **out);
 /* The usual way: options taken from a successful sigv4_verify result
  * (mode, key, date, scope, seed signature, decoded length, trailer) with
  * verify_checksum on. SIGV4_INVALID_ARGUMENT if a is not a streaming mode. */
-int chunked_new_from_auth(const sigv4_auth *a, chunked_out_fn out, void *out_ctx,
-			  chunked **dec);
+int chunked_new_from_auth(const sigv4_auth *a, chunked_out_fn out, void *out_ctx, chunked **dec);
 
 /* Feeds the next len bytes of the body. Returns SIGV4_OK or an error that
  * sticks (later calls return it again):
@@ -112,13 +111,12 @@ void chunked_free(chunked *d);
 /* Signature of one chunk: HMAC(key, "AWS4-HMAC-SHA256-PAYLOAD\n" date "\n"
  * scope "\n" prev_sig "\n" sha256("") "\n" hex(data_sha256)) as 64 hex. */
 void chunked_sign_chunk(const unsigned char key[32], const char *amz_date, const char *scope,
-			const char *prev_sig, const unsigned char data_sha256[32],
-			char out[65]);
+			const char *prev_sig, const unsigned char data_sha256[32], char out[65]);
 /* Signature of the trailers: HMAC(key, "AWS4-HMAC-SHA256-TRAILER\n" date
  * "\n" scope "\n" prev_sig "\n" hex(sha256(trailer_bytes))), where
  * trailer_bytes are the canonical trailer lines "name:value\n" ... */
-void chunked_sign_trailer(const unsigned char key[32], const char *amz_date,
-			  const char *scope, const char *prev_sig, const void *trailer_bytes,
-			  size_t len, char out[65]);
+void chunked_sign_trailer(const unsigned char key[32], const char *amz_date, const char *scope,
+			  const char *prev_sig, const void *trailer_bytes, size_t len,
+			  char out[65]);
 
 #endif

@@ -127,7 +127,8 @@ static int keys_master(keys *k, int create, sl_err *err)
 				memcpy(k->master, buf, 32);
 			else if (keys_hex32(buf, (size_t)n, k->master) != 0)
 				return sl_err_set(err, SL_EINVAL,
-						  "%s: expected 64 hex characters or 32 bytes", path);
+						  "%s: expected 64 hex characters or 32 bytes",
+						  path);
 			OPENSSL_cleanse(buf, sizeof(buf));
 			snprintf(k->master_source, sizeof(k->master_source), "credential");
 			k->have_master = 1;
@@ -203,7 +204,8 @@ static int keys_seal(keys *k, const char *id, const char *secret, unsigned char 
 	ok = ok && EVP_EncryptInit_ex(cx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
 	ok = ok && EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_GCM_SET_IVLEN, KEYS_NONCE, NULL) == 1;
 	ok = ok && EVP_EncryptInit_ex(cx, NULL, NULL, k->master, out) == 1;
-	ok = ok && EVP_EncryptUpdate(cx, NULL, &len, (const unsigned char *)id, (int)strlen(id)) == 1;
+	ok = ok &&
+	     EVP_EncryptUpdate(cx, NULL, &len, (const unsigned char *)id, (int)strlen(id)) == 1;
 	ok = ok && EVP_EncryptUpdate(cx, out + KEYS_NONCE, &len, (const unsigned char *)secret,
 				     (int)sl) == 1;
 	int fin = 0;
@@ -231,9 +233,10 @@ static int keys_open_sealed(keys *k, const char *id, const unsigned char *in, si
 	ok = ok && EVP_DecryptInit_ex(cx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1;
 	ok = ok && EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_GCM_SET_IVLEN, KEYS_NONCE, NULL) == 1;
 	ok = ok && EVP_DecryptInit_ex(cx, NULL, NULL, k->master, in) == 1;
-	ok = ok && EVP_DecryptUpdate(cx, NULL, &len, (const unsigned char *)id, (int)strlen(id)) == 1;
-	ok = ok && EVP_DecryptUpdate(cx, (unsigned char *)secret, &len, in + KEYS_NONCE,
-				     (int)ctlen) == 1;
+	ok = ok &&
+	     EVP_DecryptUpdate(cx, NULL, &len, (const unsigned char *)id, (int)strlen(id)) == 1;
+	ok = ok &&
+	     EVP_DecryptUpdate(cx, (unsigned char *)secret, &len, in + KEYS_NONCE, (int)ctlen) == 1;
 	ok = ok && EVP_CIPHER_CTX_ctrl(cx, EVP_CTRL_GCM_SET_TAG, KEYS_TAG,
 				       (void *)(in + KEYS_NONCE + ctlen)) == 1;
 	ok = ok && EVP_DecryptFinal_ex(cx, (unsigned char *)secret + len, &fin) == 1;
@@ -328,14 +331,16 @@ static int keys_insert(keys *k, const char *id, const char *name, const char *se
 	unsigned char blob[KEYS_SECRET_MAX + KEYS_NONCE + KEYS_TAG + 16];
 	size_t bl = 0;
 	if (strlen(secret) > KEYS_SECRET_MAX || !*secret)
-		return sl_err_set(err, SL_EINVAL, "secret must be 1..%d characters", KEYS_SECRET_MAX);
+		return sl_err_set(err, SL_EINVAL, "secret must be 1..%d characters",
+				  KEYS_SECRET_MAX);
 	int rc = keys_seal(k, id, secret, blob, &bl, err);
 	if (rc < 0)
 		return rc;
 	meta_conn *w = meta_writer(k->md);
 	sqlite3_stmt *st = meta_stmt(w,
 				     "INSERT INTO keys(id, name, secret, enabled, root, policy,"
-				     " created_ms, updated_ms) VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, ?6)",
+				     " created_ms, updated_ms) VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6, "
+				     "?6)",
 				     err);
 	if (!st)
 		return err ? err->code : SL_EIO;
@@ -427,8 +432,7 @@ static int keys_row(sqlite3_stmt *st, keys_info *out)
 
 #define KEYS_COLS "id, name, enabled, root, policy, created_ms, updated_ms, secret"
 
-int keys_secret(keys *k, const char *id, char *secret, size_t cap, keys_info *info,
-		sl_err *err)
+int keys_secret(keys *k, const char *id, char *secret, size_t cap, keys_info *info, sl_err *err)
 {
 	keys_info tmp;
 	if (info)
@@ -584,7 +588,8 @@ int keys_delete(keys *k, const char *id, sl_err *err)
 	keys_info_clear(&ki);
 	if (root)
 		return sl_err_set(err, SL_ENOTSUP,
-				  "%s is a root key: it cannot be deleted (disable it instead)", id);
+				  "%s is a root key: it cannot be deleted (disable it instead)",
+				  id);
 	pthread_mutex_lock(&k->mu);
 	rc = keys_update(k, "DELETE FROM keys WHERE id=?1 AND ?2 IS NOT NULL", id, 0, NULL, NULL, 0,
 			 err);
@@ -661,7 +666,8 @@ static int keys_rewrite_credentials(keys *k, const char *id, const char *secret,
 	if (fd < 0)
 		return sl_err_set(err, SL_EIO, "cannot write %s: %s", tmp, strerror(errno));
 	int len = snprintf(buf, sizeof(buf),
-			   "# Seglake root credentials (rotated with `seglake key rotate`). Keep private.\n"
+			   "# Seglake root credentials (rotated with `seglake key rotate`). Keep "
+			   "private.\n"
 			   "access_key = %s\nsecret_key = %s\n",
 			   id, secret);
 	int ok = fchmod(fd, 0600) == 0 && write(fd, buf, (size_t)len) == len && fsync(fd) == 0;
@@ -722,7 +728,8 @@ int keys_ensure_root(keys *k, const char *id, const char *secret, int *changed, 
 	unsigned char blob[KEYS_SECRET_MAX + KEYS_NONCE + KEYS_TAG + 16];
 	size_t bl = 0;
 	if (strlen(secret) > KEYS_SECRET_MAX || !*secret)
-		return sl_err_set(err, SL_EINVAL, "secret must be 1..%d characters", KEYS_SECRET_MAX);
+		return sl_err_set(err, SL_EINVAL, "secret must be 1..%d characters",
+				  KEYS_SECRET_MAX);
 	pthread_mutex_lock(&k->mu);
 	rc = keys_seal(k, id, secret, blob, &bl, err);
 	if (rc == 0)
@@ -741,8 +748,9 @@ int keys_master_copy(const char *from_dir, const char *to_dir, sl_err *err)
 	snprintf(dst, sizeof(dst), "%s/master.key", to_dir);
 	ssize_t n = keys_read_small(src, buf, sizeof(buf));
 	if (n < 0)
-		return errno == ENOENT ? 1 : sl_err_set(err, SL_EIO, "cannot read %s: %s", src,
-						       strerror(errno));
+		return errno == ENOENT ? 1
+				       : sl_err_set(err, SL_EIO, "cannot read %s: %s", src,
+						    strerror(errno));
 	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int ok = fd >= 0 && write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
 	int e = errno;

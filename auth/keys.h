@@ -32,8 +32,8 @@ typedef struct keys_info {
 	char id[KEYS_ID_MAX + 1];
 	char name[KEYS_NAME_MAX + 1];
 	int enabled;
-	int root;       /* root keys are allowed everything */
-	char *policy;   /* identity policy JSON (malloc'd) or NULL: no access */
+	int root;     /* root keys are allowed everything */
+	char *policy; /* identity policy JSON (malloc'd) or NULL: no access */
 	int64_t created_ms, updated_ms;
 } keys_info;
 
@@ -80,8 +80,7 @@ int keys_rotate(keys *k, const char *id, char *secret, sl_err *err);
 
 /* The clear secret of an id (for SigV4) plus its info (may be NULL).
  * SL_ENOKEY if unknown; disabled keys are returned with info->enabled = 0. */
-int keys_secret(keys *k, const char *id, char *secret, size_t cap, keys_info *info,
-		sl_err *err);
+int keys_secret(keys *k, const char *id, char *secret, size_t cap, keys_info *info, sl_err *err);
 
 /* Copies from_dir/master.key to to_dir/master.key (mode 0600, not over an
  * existing file): snapshots carry the master key so a restore can decrypt

@@ -19,20 +19,48 @@
 
 /* Every action a policy may name. Wildcards must match at least one. */
 static const char *const policy_actions[] = {
-	"s3:ListAllMyBuckets", "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket",
-	"s3:ListBucketVersions", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation",
-	"s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:GetBucketPolicy",
-	"s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:GetBucketCORS", "s3:PutBucketCORS",
-	"s3:GetBucketAcl", "s3:PutBucketAcl", "s3:GetBucketTagging", "s3:PutBucketTagging",
-	"s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
-	"s3:GetBucketObjectLockConfiguration", "s3:GetEncryptionConfiguration",
-	"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes",
-	"s3:GetObjectVersionAttributes", "s3:GetObjectAcl", "s3:PutObjectAcl",
-	"s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObjectTagging", "s3:PutObject",
-	"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
-	"s3:ListMultipartUploadParts", "s3:RestoreObject",
-	"seglake:ReplicationRead", "seglake:ReplicationWrite", "seglake:GetStats",
-	"seglake:GetMetrics", NULL,
+	"s3:ListAllMyBuckets",
+	"s3:CreateBucket",
+	"s3:DeleteBucket",
+	"s3:ListBucket",
+	"s3:ListBucketVersions",
+	"s3:ListBucketMultipartUploads",
+	"s3:GetBucketLocation",
+	"s3:GetBucketVersioning",
+	"s3:PutBucketVersioning",
+	"s3:GetBucketPolicy",
+	"s3:PutBucketPolicy",
+	"s3:DeleteBucketPolicy",
+	"s3:GetBucketCORS",
+	"s3:PutBucketCORS",
+	"s3:GetBucketAcl",
+	"s3:PutBucketAcl",
+	"s3:GetBucketTagging",
+	"s3:PutBucketTagging",
+	"s3:GetLifecycleConfiguration",
+	"s3:PutLifecycleConfiguration",
+	"s3:GetBucketObjectLockConfiguration",
+	"s3:GetEncryptionConfiguration",
+	"s3:GetObject",
+	"s3:GetObjectVersion",
+	"s3:GetObjectAttributes",
+	"s3:GetObjectVersionAttributes",
+	"s3:GetObjectAcl",
+	"s3:PutObjectAcl",
+	"s3:GetObjectTagging",
+	"s3:PutObjectTagging",
+	"s3:DeleteObjectTagging",
+	"s3:PutObject",
+	"s3:DeleteObject",
+	"s3:DeleteObjectVersion",
+	"s3:AbortMultipartUpload",
+	"s3:ListMultipartUploadParts",
+	"s3:RestoreObject",
+	"seglake:ReplicationRead",
+	"seglake:ReplicationWrite",
+	"seglake:GetStats",
+	"seglake:GetMetrics",
+	NULL,
 };
 
 enum cond_op {
@@ -58,10 +86,10 @@ typedef struct cidr {
 typedef struct cond {
 	int op, key;
 	size_t n;
-	char **str;      /* string operators */
-	cidr *nets;      /* IP operators */
-	int64_t *times;  /* date operators */
-	int boolean;     /* Bool */
+	char **str;	/* string operators */
+	cidr *nets;	/* IP operators */
+	int64_t *times; /* date operators */
+	int boolean;	/* Bool */
 } cond;
 
 typedef struct stmt {
@@ -368,7 +396,8 @@ static int policy_parse_cond(const char *opname, const char *keyname, json_t *va
 			rc = sl_err_set(err, SL_ENOMEM, "out of memory");
 		for (size_t i = 0; rc == 0 && i < n; i++)
 			if (policy_parse_cidr(v[i], &c->nets[i]) != 0)
-				rc = sl_err_set(err, SL_EINVAL, "invalid IP address or CIDR '%s'", v[i]);
+				rc = sl_err_set(err, SL_EINVAL, "invalid IP address or CIDR '%s'",
+						v[i]);
 		strs_free(v, n);
 		return rc;
 	case COND_BOOL:
@@ -440,15 +469,15 @@ static int policy_check_resource(const char *r, const char *bucket, sl_err *err)
 	if (strncmp(r, "arn:seglake:::", 14) == 0 && !bucket && r[14])
 		return 0;
 	if (strncmp(r, "arn:aws:s3:::", 13) != 0 || !r[13])
-		return sl_err_set(err, SL_EINVAL, "invalid resource '%s' (expected arn:aws:s3:::...)",
-				  r);
+		return sl_err_set(err, SL_EINVAL,
+				  "invalid resource '%s' (expected arn:aws:s3:::...)", r);
 	if (bucket) {
 		size_t bl = strlen(bucket);
 		const char *b = r + 13;
 		/* The bucket part must be exactly this bucket. */
 		if (strncmp(b, bucket, bl) != 0 || (b[bl] != '\0' && b[bl] != '/'))
-			return sl_err_set(err, SL_EINVAL,
-					  "resource '%s' is outside bucket '%s'", r, bucket);
+			return sl_err_set(err, SL_EINVAL, "resource '%s' is outside bucket '%s'", r,
+					  bucket);
 	}
 	return 0;
 }
@@ -584,7 +613,8 @@ int policy_parse(const char *text, const char *bucket, policy **out, sl_err *err
 	json_t *sts = json_object_get(j, "Statement");
 	if (!sts || (!json_is_object(sts) && !json_is_array(sts)) ||
 	    (json_is_array(sts) && json_array_size(sts) == 0)) {
-		rc = sl_err_set(err, SL_EINVAL, "policy needs a Statement (object or non-empty list)");
+		rc = sl_err_set(err, SL_EINVAL,
+				"policy needs a Statement (object or non-empty list)");
 		goto out;
 	}
 	size_t n = json_is_array(sts) ? json_array_size(sts) : 1;
@@ -690,8 +720,7 @@ int policy_eval(const policy *p, const policy_ctx *ctx)
 	return res;
 }
 
-int policy_decide(int is_root, const policy *identity, const policy *bucket,
-		  const policy_ctx *ctx)
+int policy_decide(int is_root, const policy *identity, const policy *bucket, const policy_ctx *ctx)
 {
 	int anon = !ctx->principal || !*ctx->principal;
 	if (anon && strcasecmp(ctx->action, "s3:ListAllMyBuckets") == 0)
@@ -720,14 +749,18 @@ int policy_preset(const char *access, const char *bucket, const char *prefix, ch
 		  sl_err *err)
 {
 	static const char *const rd[] = { "s3:GetObject", "s3:GetObjectVersion",
-					   "s3:GetObjectAttributes", "s3:GetObjectTagging", NULL };
-	static const char *const wr[] = { "s3:PutObject", "s3:DeleteObject",
-					   "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
-					   "s3:ListMultipartUploadParts", "s3:PutObjectTagging",
-					   NULL };
-	static const char *const list[] = { "s3:ListBucket", "s3:ListBucketVersions",
-					     "s3:ListBucketMultipartUploads", "s3:GetBucketLocation",
-					     "s3:GetBucketVersioning", NULL };
+					  "s3:GetObjectAttributes", "s3:GetObjectTagging", NULL };
+	static const char *const wr[] = { "s3:PutObject",
+					  "s3:DeleteObject",
+					  "s3:DeleteObjectVersion",
+					  "s3:AbortMultipartUpload",
+					  "s3:ListMultipartUploadParts",
+					  "s3:PutObjectTagging",
+					  NULL };
+	static const char *const list[] = {
+		"s3:ListBucket",	"s3:ListBucketVersions",  "s3:ListBucketMultipartUploads",
+		"s3:GetBucketLocation", "s3:GetBucketVersioning", NULL
+	};
 	int r = 0, w = 0;
 	if (!access || strcmp(access, "read") == 0)
 		r = 1;
@@ -748,10 +781,9 @@ int policy_preset(const char *access, const char *bucket, const char *prefix, ch
 		 prefix ? prefix : "");
 	json_t *sts = json_array();
 	if (strcmp(access ? access : "read", "replication") == 0) {
-		json_array_append_new(
-			sts, json_pack("{sss[ss]ss}", "Effect", "Allow", "Action",
-				       "seglake:ReplicationRead", "seglake:ReplicationWrite",
-				       "Resource", "*"));
+		json_array_append_new(sts, json_pack("{sss[ss]ss}", "Effect", "Allow", "Action",
+						     "seglake:ReplicationRead",
+						     "seglake:ReplicationWrite", "Resource", "*"));
 	} else if (access && strcmp(access, "all") == 0) {
 		json_array_append_new(sts, json_pack("{sssss[ss]}", "Effect", "Allow", "Action",
 						     "s3:*", "Resource", bres, ores));
@@ -770,8 +802,8 @@ int policy_preset(const char *access, const char *bucket, const char *prefix, ch
 		json_t *lacts = json_array();
 		for (int i = 0; list[i]; i++)
 			json_array_append_new(lacts, json_string(list[i]));
-		json_t *ls = json_pack("{sssoss}", "Effect", "Allow", "Action", lacts, "Resource",
-				       bres);
+		json_t *ls =
+			json_pack("{sssoss}", "Effect", "Allow", "Action", lacts, "Resource", bres);
 		if (prefix) {
 			char like[1100];
 			snprintf(like, sizeof(like), "%s*", prefix);

@@ -54,15 +54,15 @@ typedef struct policy_ctx {
 	const char *principal; /* the access key id; NULL or "" = anonymous */
 	const char *source_ip; /* client address (text), NULL if unknown */
 	int secure_transport;  /* 1 if the request came over TLS */
-	int64_t now;           /* unix seconds (aws:CurrentTime) */
+	int64_t now;	       /* unix seconds (aws:CurrentTime) */
 	const char *prefix;    /* s3:prefix (list requests), NULL if absent */
 	const char *delimiter; /* s3:delimiter, NULL if absent */
 } policy_ctx;
 
 enum policy_result {
-	POLICY_NONE = 0,  /* no statement applies */
+	POLICY_NONE = 0, /* no statement applies */
 	POLICY_ALLOW = 1,
-	POLICY_DENY = 2,  /* an explicit Deny applies */
+	POLICY_DENY = 2, /* an explicit Deny applies */
 };
 
 /* Evaluates one policy (NULL: POLICY_NONE). */
@@ -73,8 +73,7 @@ int policy_eval(const policy *p, const policy_ctx *ctx);
  * requests only get what the bucket policy allows to Principal "*", and
  * never s3:ListAllMyBuckets. Returns POLICY_ALLOW, or POLICY_DENY /
  * POLICY_NONE (explicit / implicit denial). */
-int policy_decide(int is_root, const policy *identity, const policy *bucket,
-		  const policy_ctx *ctx);
+int policy_decide(int is_root, const policy *identity, const policy *bucket, const policy_ctx *ctx);
 
 /* The resource ARN of a bucket (key NULL) or an object, into out. Returns
  * 0, or -1 if it does not fit. */

@@ -38,33 +38,33 @@ static const struct {
 	int http;
 	const char *msg;
 } status_table[] = {
-	{SIGV4_OK, "OK", 200, "OK"},
-	{SIGV4_ANONYMOUS, "AccessDenied", 403, "Access Denied"},
-	{SIGV4_SIGNATURE_MISMATCH, "SignatureDoesNotMatch", 403,
-	 "The request signature we calculated does not match the signature you provided. "
-	 "Check your key and signing method."},
-	{SIGV4_INVALID_ACCESS_KEY, "InvalidAccessKeyId", 403,
-	 "The AWS Access Key Id you provided does not exist in our records."},
-	{SIGV4_AUTH_HEADER_MALFORMED, "AuthorizationHeaderMalformed", 400,
-	 "The authorization header is malformed."},
-	{SIGV4_AUTH_QUERY_ERROR, "AuthorizationQueryParametersError", 400,
-	 "Error parsing the X-Amz-Credential parameter."},
-	{SIGV4_ACCESS_DENIED, "AccessDenied", 403, "Access Denied"},
-	{SIGV4_TIME_SKEWED, "RequestTimeTooSkewed", 403,
-	 "The difference between the request time and the current time is too large."},
-	{SIGV4_MISSING_SECURITY_HEADER, "MissingSecurityHeader", 400,
-	 "Your request is missing a required header."},
-	{SIGV4_INVALID_ARGUMENT, "InvalidArgument", 400, "Invalid Argument"},
-	{SIGV4_CONTENT_SHA256_MISMATCH, "XAmzContentSHA256Mismatch", 400,
-	 "The provided 'x-amz-content-sha256' header does not match what was computed."},
-	{SIGV4_INCOMPLETE_BODY, "IncompleteBody", 400,
-	 "You did not provide the number of bytes specified by the Content-Length HTTP header."},
-	{SIGV4_INVALID_REQUEST, "InvalidRequest", 400, "Invalid Request"},
-	{SIGV4_BAD_DIGEST, "BadDigest", 400,
-	 "The checksum you specified did not match the calculated checksum."},
-	{SIGV4_INTERNAL_ERROR, "InternalError", 500,
-	 "We encountered an internal error. Please try again."},
-	{SIGV4_ABORTED, "InternalError", 500, "The request body could not be processed."},
+	{ SIGV4_OK, "OK", 200, "OK" },
+	{ SIGV4_ANONYMOUS, "AccessDenied", 403, "Access Denied" },
+	{ SIGV4_SIGNATURE_MISMATCH, "SignatureDoesNotMatch", 403,
+	  "The request signature we calculated does not match the signature you provided. "
+	  "Check your key and signing method." },
+	{ SIGV4_INVALID_ACCESS_KEY, "InvalidAccessKeyId", 403,
+	  "The AWS Access Key Id you provided does not exist in our records." },
+	{ SIGV4_AUTH_HEADER_MALFORMED, "AuthorizationHeaderMalformed", 400,
+	  "The authorization header is malformed." },
+	{ SIGV4_AUTH_QUERY_ERROR, "AuthorizationQueryParametersError", 400,
+	  "Error parsing the X-Amz-Credential parameter." },
+	{ SIGV4_ACCESS_DENIED, "AccessDenied", 403, "Access Denied" },
+	{ SIGV4_TIME_SKEWED, "RequestTimeTooSkewed", 403,
+	  "The difference between the request time and the current time is too large." },
+	{ SIGV4_MISSING_SECURITY_HEADER, "MissingSecurityHeader", 400,
+	  "Your request is missing a required header." },
+	{ SIGV4_INVALID_ARGUMENT, "InvalidArgument", 400, "Invalid Argument" },
+	{ SIGV4_CONTENT_SHA256_MISMATCH, "XAmzContentSHA256Mismatch", 400,
+	  "The provided 'x-amz-content-sha256' header does not match what was computed." },
+	{ SIGV4_INCOMPLETE_BODY, "IncompleteBody", 400,
+	  "You did not provide the number of bytes specified by the Content-Length HTTP header." },
+	{ SIGV4_INVALID_REQUEST, "InvalidRequest", 400, "Invalid Request" },
+	{ SIGV4_BAD_DIGEST, "BadDigest", 400,
+	  "The checksum you specified did not match the calculated checksum." },
+	{ SIGV4_INTERNAL_ERROR, "InternalError", 500,
+	  "We encountered an internal error. Please try again." },
+	{ SIGV4_ABORTED, "InternalError", 500, "The request body could not be processed." },
 };
 #define N_STATUS (sizeof(status_table) / sizeof(status_table[0]))
 
@@ -189,7 +189,7 @@ static void sb_uri_encode(sbuf *b, const char *s, size_t n, int keep_slash)
 			char ch = (char)c;
 			sb_addn(b, &ch, 1);
 		} else {
-			char e[3] = {'%', hx[c >> 4], hx[c & 15]};
+			char e[3] = { '%', hx[c >> 4], hx[c & 15] };
 			sb_addn(b, e, 3);
 		}
 	}
@@ -197,7 +197,7 @@ static void sb_uri_encode(sbuf *b, const char *s, size_t n, int keep_slash)
 
 int sigv4_uri_encode(const char *src, size_t len, int keep_slash, char *out, size_t cap)
 {
-	sbuf b = {0};
+	sbuf b = { 0 };
 	sb_uri_encode(&b, src, len, keep_slash);
 	sb_addn(&b, "", 0);
 	if (b.oom || !b.p || b.len + 1 > cap) {
@@ -231,7 +231,7 @@ static void sb_pct_decode(sbuf *b, const char *s, size_t n, int plus_space)
 /* Re-encodes a raw (wire) string the AWS way: decode then encode. */
 static void sb_reencode(sbuf *b, const char *s, size_t n, int keep_slash, int plus_space)
 {
-	sbuf tmp = {0};
+	sbuf tmp = { 0 };
 	sb_pct_decode(&tmp, s, n, plus_space);
 	if (tmp.oom) {
 		b->oom = 1;
@@ -301,8 +301,9 @@ static int parse_amz_date(const char *s, time_t *t)
 	for (int i = 0; i < 15; i++)
 		if (i != 8 && !isdigit((unsigned char)s[i]))
 			return -1;
-	struct tm tm = {0};
-	tm.tm_year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0') - 1900;
+	struct tm tm = { 0 };
+	tm.tm_year =
+		(s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0') - 1900;
 	tm.tm_mon = (s[4] - '0') * 10 + (s[5] - '0') - 1;
 	tm.tm_mday = (s[6] - '0') * 10 + (s[7] - '0');
 	tm.tm_hour = (s[9] - '0') * 10 + (s[10] - '0');
@@ -322,7 +323,7 @@ static int parse_amz_date(const char *s, time_t *t)
 /* Parses an RFC 1123 Date header ("Fri, 24 May 2013 00:00:00 GMT"). */
 static int parse_http_date(const char *s, time_t *t)
 {
-	struct tm tm = {0};
+	struct tm tm = { 0 };
 	const char *e = strptime(s, "%a, %d %b %Y %H:%M:%S", &tm);
 	if (!e)
 		return -1;
@@ -360,7 +361,7 @@ void sigv4_signing_key(const char *secret, const char *yyyymmdd, const char *reg
 /* ---- canonical request ---------------------------------------------------------- */
 
 typedef struct qparam {
-	char *name; /* encoded */
+	char *name;  /* encoded */
 	char *value; /* encoded */
 } qparam;
 
@@ -396,7 +397,7 @@ static void canon_query(sbuf *b, const char *raw, int skip_sig, int plus_space, 
 			size_t nl = eq ? (size_t)(eq - p) : len;
 			const char *v = eq ? eq + 1 : p + len;
 			size_t vl = eq ? len - nl - 1 : 0;
-			sbuf nb = {0}, vb = {0};
+			sbuf nb = { 0 }, vb = { 0 };
 			if (raw_form) {
 				sb_addn(&nb, p, nl);
 				sb_addn(&vb, v, vl);
@@ -447,7 +448,8 @@ static void canon_headers(sbuf *b, const sigv4_header *h, size_t nh, const char 
 		sb_addn(b, ":", 1);
 		int first = 1;
 		for (size_t i = 0; i < nh; i++) {
-			if (!h[i].name || strlen(h[i].name) != nl || strncasecmp(h[i].name, p, nl) != 0)
+			if (!h[i].name || strlen(h[i].name) != nl ||
+			    strncasecmp(h[i].name, p, nl) != 0)
 				continue;
 			if (!first)
 				sb_addn(b, ",", 1);
@@ -463,9 +465,9 @@ static void canon_headers(sbuf *b, const sigv4_header *h, size_t nh, const char 
 }
 
 struct canon_opts {
-	int raw_path;   /* path exactly as sent instead of decode+re-encode */
+	int raw_path;	/* path exactly as sent instead of decode+re-encode */
 	int plus_space; /* '+' in the query means space */
-	int skip_sig;   /* drop X-Amz-Signature from the query */
+	int skip_sig;	/* drop X-Amz-Signature from the query */
 };
 
 /* Builds the canonical request into b. */
@@ -535,7 +537,8 @@ static int parse_credential(const char *cred, size_t len, char *akid, char *date
 		if (!isgraph((unsigned char)cred[i]))
 			return -1;
 	for (size_t i = 0; i < rlen; i++)
-		if (!isalnum((unsigned char)parts[1][i]) && parts[1][i] != '-' && parts[1][i] != '_')
+		if (!isalnum((unsigned char)parts[1][i]) && parts[1][i] != '-' &&
+		    parts[1][i] != '_')
 			return -1;
 	memcpy(akid, cred, aklen);
 	akid[aklen] = '\0';
@@ -598,7 +601,7 @@ static int query_get(const char *raw, const char *name, char *out, size_t cap)
 		const char *amp = strchr(p, '&');
 		size_t len = amp ? (size_t)(amp - p) : strlen(p);
 		if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '=')) {
-			sbuf b = {0};
+			sbuf b = { 0 };
 			if (len > nl)
 				sb_pct_decode(&b, p + nl + 1, len - nl - 1, 0);
 			sb_addn(&b, "", 0);
@@ -650,7 +653,8 @@ static int parse_auth_header(const char *v, struct parsed *ps, sigv4_auth *out)
 		return fail(out, SIGV4_AUTH_HEADER_MALFORMED,
 			    "The authorization header is malformed; it needs Credential, "
 			    "SignedHeaders and Signature.");
-	if (strncmp(v, ALGO, strlen(ALGO)) != 0 || (v[strlen(ALGO)] != ' ' && v[strlen(ALGO)] != '\t'))
+	if (strncmp(v, ALGO, strlen(ALGO)) != 0 ||
+	    (v[strlen(ALGO)] != ' ' && v[strlen(ALGO)] != '\t'))
 		return fail(out, SIGV4_INVALID_ARGUMENT, "Unsupported Authorization Type");
 	const char *p = v + strlen(ALGO);
 	int have_c = 0, have_h = 0, have_s = 0;
@@ -663,23 +667,28 @@ static int parse_auth_header(const char *v, struct parsed *ps, sigv4_auth *out)
 		if (!eq)
 			return fail(out, SIGV4_AUTH_HEADER_MALFORMED,
 				    "The authorization header is malformed; the authorization "
-				    "component \"%.40s\" is malformed.", p);
+				    "component \"%.40s\" is malformed.",
+				    p);
 		const char *vend = eq + 1;
 		while (*vend && *vend != ',' && *vend != ' ' && *vend != '\t')
 			vend++;
 		size_t kl = (size_t)(eq - p), vl = (size_t)(vend - eq - 1);
 		const char *val = eq + 1;
 		if (kl == 10 && strncmp(p, "Credential", 10) == 0 && !have_c) {
-			if (parse_credential(val, vl, ps->akid, ps->date, ps->region, ps->service) != 0)
+			if (parse_credential(val, vl, ps->akid, ps->date, ps->region,
+					     ps->service) != 0)
 				return fail(out, SIGV4_AUTH_HEADER_MALFORMED,
-					    "The authorization header is malformed; the Credential is "
-					    "mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/"
+					    "The authorization header is malformed; the Credential "
+					    "is "
+					    "mal-formed; expecting "
+					    "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/"
 					    "aws4_request\".");
 			have_c = 1;
 		} else if (kl == 13 && strncmp(p, "SignedHeaders", 13) == 0 && !have_h) {
 			if (vl >= sizeof(ps->signed_list))
 				return fail(out, SIGV4_AUTH_HEADER_MALFORMED,
-					    "The authorization header is malformed; SignedHeaders is too long.");
+					    "The authorization header is malformed; SignedHeaders "
+					    "is too long.");
 			memcpy(ps->signed_list, val, vl);
 			ps->signed_list[vl] = '\0';
 			have_h = 1;
@@ -692,7 +701,8 @@ static int parse_auth_header(const char *v, struct parsed *ps, sigv4_auth *out)
 		} else {
 			return fail(out, SIGV4_AUTH_HEADER_MALFORMED,
 				    "The authorization header is malformed; unexpected component "
-				    "\"%.*s\".", (int)(kl > 40 ? 40 : kl), p);
+				    "\"%.*s\".",
+				    (int)(kl > 40 ? 40 : kl), p);
 		}
 		p = vend;
 	}
@@ -726,10 +736,12 @@ static int parse_presign(const char *q, struct parsed *ps, sigv4_auth *out)
 	if (parse_credential(cred, strlen(cred), ps->akid, ps->date, ps->region, ps->service) != 0)
 		return fail(out, SIGV4_AUTH_QUERY_ERROR,
 			    "Error parsing the X-Amz-Credential parameter; the Credential is "
-			    "mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".");
+			    "mal-formed; expecting "
+			    "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".");
 	if (parse_amz_date(date, &ps->t) != 0)
 		return fail(out, SIGV4_AUTH_QUERY_ERROR,
-			    "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
+			    "X-Amz-Date must be in the ISO8601 Long Format "
+			    "\"yyyyMMdd'T'HHmmss'Z'\"");
 	memcpy(ps->amz_date, date, 17);
 	char *end = NULL;
 	long e = strtol(exp, &end, 10);
@@ -763,7 +775,8 @@ static int payload_from_header(const char *v, sigv4_auth *out)
 		out->payload_hash[64] = '\0';
 	} else if (strncmp(v, "STREAMING-", 10) == 0) {
 		return fail(out, SIGV4_INVALID_ARGUMENT,
-			    "x-amz-content-sha256 value %.60s is not supported (SigV4a streaming).", v);
+			    "x-amz-content-sha256 value %.60s is not supported (SigV4a streaming).",
+			    v);
 	} else {
 		return fail(out, SIGV4_INVALID_ARGUMENT,
 			    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
@@ -812,7 +825,8 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 	int qv2 = query_has(q, "AWSAccessKeyId") && query_has(q, "Signature");
 
 	if (authz && (qauth || qv2))
-		return fail(out, SIGV4_INVALID_ARGUMENT, "Only one auth mechanism allowed; "
+		return fail(out, SIGV4_INVALID_ARGUMENT,
+			    "Only one auth mechanism allowed; "
 			    "only the X-Amz-Algorithm query parameter or the Authorization header "
 			    "should be specified");
 	if (!authz && qv2 && !qauth)
@@ -859,7 +873,8 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 			tmp[l] = '\0';
 			if (parse_amz_date(tmp, &ps->t) != 0) {
 				st = fail(out, SIGV4_ACCESS_DENIED,
-					  "AWS authentication requires a valid Date or x-amz-date header");
+					  "AWS authentication requires a valid Date or x-amz-date "
+					  "header");
 				goto done;
 			}
 			memcpy(ps->amz_date, tmp, 17);
@@ -879,13 +894,16 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 		 ps->service);
 
 	if (strncmp(ps->date, ps->amz_date, 8) != 0) {
-		st = fail(out, bad_st, "%s Invalid credential date \"%s\". This date is not the same "
-			  "as X-Amz-Date: \"%.8s\".", bad_pre, ps->date, ps->amz_date);
+		st = fail(out, bad_st,
+			  "%s Invalid credential date \"%s\". This date is not the same "
+			  "as X-Amz-Date: \"%.8s\".",
+			  bad_pre, ps->date, ps->amz_date);
 		goto done;
 	}
 	if (strcmp(ps->service, "s3") != 0) {
-		st = fail(out, bad_st, "%s incorrect service \"%s\". This endpoint belongs to \"s3\".",
-			  bad_pre, ps->service);
+		st = fail(out, bad_st,
+			  "%s incorrect service \"%s\". This endpoint belongs to \"s3\".", bad_pre,
+			  ps->service);
 		goto done;
 	}
 	if (cfg->region && *cfg->region && strcmp(cfg->region, ps->region) != 0) {
@@ -918,7 +936,8 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 			sigv4_format_date(req->now, now_s);
 			st = fail(out, SIGV4_TIME_SKEWED,
 				  "The difference between the request time (%s) and the server's "
-				  "time (%s) is too large.", ps->amz_date, now_s);
+				  "time (%s) is too large.",
+				  ps->amz_date, now_s);
 			goto done;
 		}
 	}
@@ -959,8 +978,10 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 			if (h[i].name && strncasecmp(h[i].name, "x-amz-", 6) == 0 &&
 			    !signed_list_has(ps->signed_list, h[i].name)) {
 				st = fail(out, SIGV4_ACCESS_DENIED,
-					  "There were headers present in the request which were not "
-					  "signed: %.100s", h[i].name);
+					  "There were headers present in the request which were "
+					  "not "
+					  "signed: %.100s",
+					  h[i].name);
 				goto done;
 			}
 		}
@@ -1012,9 +1033,9 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 	int sig_ok = is_hex64(ps->signature, 1);
 	int matched = 0;
 	struct canon_opts variants[3] = {
-		{.raw_path = 0, .plus_space = 0, .skip_sig = presigned},
-		{.raw_path = 1, .plus_space = 0, .skip_sig = presigned},
-		{.raw_path = 0, .plus_space = 1, .skip_sig = presigned},
+		{ .raw_path = 0, .plus_space = 0, .skip_sig = presigned },
+		{ .raw_path = 1, .plus_space = 0, .skip_sig = presigned },
+		{ .raw_path = 0, .plus_space = 1, .skip_sig = presigned },
 	};
 	int nvar = 1;
 	if (req->raw_path && *req->raw_path)
@@ -1022,16 +1043,17 @@ static int verify_impl(const sigv4_config *cfg, const sigv4_request *req, const 
 	if (strchr(q, '+'))
 		nvar = 3;
 	for (int v = 0; v < nvar && sig_ok && !matched; v++) {
-		sbuf b = {0};
-		canon_request(&b, req->method, req->raw_path, q, h, nh, ps->signed_list, payload_line,
-			      &variants[v]);
+		sbuf b = { 0 };
+		canon_request(&b, req->method, req->raw_path, q, h, nh, ps->signed_list,
+			      payload_line, &variants[v]);
 		if (b.oom) {
 			sb_free(&b);
 			st = fail(out, SIGV4_INTERNAL_ERROR, "out of memory");
 			goto done;
 		}
 		char sts[512], ch[65], sig[65];
-		sign_canonical(b.p, b.len, ps->amz_date, out->scope, out->signing_key, sts, ch, sig);
+		sign_canonical(b.p, b.len, ps->amz_date, out->scope, out->signing_key, sts, ch,
+			       sig);
 		sb_free(&b);
 		if (v == 0) {
 			snprintf(out->string_to_sign, sizeof(out->string_to_sign), "%s", sts);
@@ -1107,8 +1129,7 @@ static int hname_cmp(const void *a, const void *b)
 }
 
 /* Sorted, deduplicated, lowercased signed-header list. */
-static int build_signed_list(const sigv4_header *h, size_t nh, int host_only, char *out,
-			     size_t cap)
+static int build_signed_list(const sigv4_header *h, size_t nh, int host_only, char *out, size_t cap)
 {
 	hname *names = calloc(nh ? nh : 1, sizeof(*names));
 	if (!names)
@@ -1155,8 +1176,8 @@ static int sign_common(const sigv4_sign_params *p, const char *signed_list, cons
 	snprintf(scope, 160, "%s/%s/%s/aws4_request", day, p->region, service);
 	unsigned char key[32];
 	sigv4_signing_key(p->secret, day, p->region, service, key);
-	sbuf b = {0};
-	struct canon_opts o = {.raw_path = 0, .plus_space = 0, .skip_sig = skip_sig};
+	sbuf b = { 0 };
+	struct canon_opts o = { .raw_path = 0, .plus_space = 0, .skip_sig = skip_sig };
 	const char *payload = skip_sig ? "UNSIGNED-PAYLOAD"
 				       : (p->payload_hash ? p->payload_hash : "UNSIGNED-PAYLOAD");
 	canon_request(&b, p->method, p->raw_path, query, p->headers, p->n_headers, signed_list,
@@ -1175,8 +1196,7 @@ static int sign_common(const sigv4_sign_params *p, const char *signed_list, cons
 
 int sigv4_sign(const sigv4_sign_params *p, char *out, size_t cap, char signature[65])
 {
-	if (!p || !p->method || !p->access_key || !p->secret || !p->region || !p->amz_date ||
-	    !out)
+	if (!p || !p->method || !p->access_key || !p->secret || !p->region || !p->amz_date || !out)
 		return -1;
 	char list[2048], sig[65], scope[160];
 	if (build_signed_list(p->headers, p->n_headers, 0, list, sizeof(list)) != 0)
@@ -1206,7 +1226,7 @@ int sigv4_presign(const sigv4_sign_params *p, unsigned expires_sec, char *out, s
 			  p->amz_date, p->region, service);
 	if (cn < 0 || (size_t)cn >= sizeof(cred))
 		return -1;
-	sbuf q = {0};
+	sbuf q = { 0 };
 	if (p->raw_query && *p->raw_query) {
 		sb_add(&q, p->raw_query);
 		sb_addn(&q, "&", 1);

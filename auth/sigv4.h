@@ -58,22 +58,22 @@
 /* Result of verification, of the payload check and of the chunked decoder.
  * Each maps to one S3 error code (sigv4_status_code) and HTTP status. */
 enum sigv4_status {
-	SIGV4_OK = 0,                      /* authenticated / body good (200) */
-	SIGV4_ANONYMOUS = 1,               /* no credentials at all: AccessDenied 403 if denied */
-	SIGV4_SIGNATURE_MISMATCH = 2,      /* SignatureDoesNotMatch 403 */
-	SIGV4_INVALID_ACCESS_KEY = 3,      /* InvalidAccessKeyId 403 (unknown key) */
-	SIGV4_AUTH_HEADER_MALFORMED = 4,   /* AuthorizationHeaderMalformed 400 */
-	SIGV4_AUTH_QUERY_ERROR = 5,        /* AuthorizationQueryParametersError 400 */
-	SIGV4_ACCESS_DENIED = 6,           /* AccessDenied 403 (expired presign, disabled key, no date) */
-	SIGV4_TIME_SKEWED = 7,             /* RequestTimeTooSkewed 403 */
-	SIGV4_MISSING_SECURITY_HEADER = 8, /* MissingSecurityHeader 400 (x-amz-content-sha256) */
-	SIGV4_INVALID_ARGUMENT = 9,        /* InvalidArgument 400 */
+	SIGV4_OK = 0,			 /* authenticated / body good (200) */
+	SIGV4_ANONYMOUS = 1,		 /* no credentials at all: AccessDenied 403 if denied */
+	SIGV4_SIGNATURE_MISMATCH = 2,	 /* SignatureDoesNotMatch 403 */
+	SIGV4_INVALID_ACCESS_KEY = 3,	 /* InvalidAccessKeyId 403 (unknown key) */
+	SIGV4_AUTH_HEADER_MALFORMED = 4, /* AuthorizationHeaderMalformed 400 */
+	SIGV4_AUTH_QUERY_ERROR = 5,	 /* AuthorizationQueryParametersError 400 */
+	SIGV4_ACCESS_DENIED = 6, /* AccessDenied 403 (expired presign, disabled key, no date) */
+	SIGV4_TIME_SKEWED = 7,	 /* RequestTimeTooSkewed 403 */
+	SIGV4_MISSING_SECURITY_HEADER = 8,  /* MissingSecurityHeader 400 (x-amz-content-sha256) */
+	SIGV4_INVALID_ARGUMENT = 9,	    /* InvalidArgument 400 */
 	SIGV4_CONTENT_SHA256_MISMATCH = 10, /* XAmzContentSHA256Mismatch 400 */
-	SIGV4_INCOMPLETE_BODY = 11,        /* IncompleteBody 400 (truncated aws-chunked body) */
-	SIGV4_INVALID_REQUEST = 12,        /* InvalidRequest 400 (bad framing, SigV2, ...) */
-	SIGV4_BAD_DIGEST = 13,             /* BadDigest 400 (trailing checksum mismatch) */
-	SIGV4_INTERNAL_ERROR = 14,         /* InternalError 500 (lookup failed, out of memory) */
-	SIGV4_ABORTED = 15,                /* the caller's output callback refused data (500) */
+	SIGV4_INCOMPLETE_BODY = 11,	    /* IncompleteBody 400 (truncated aws-chunked body) */
+	SIGV4_INVALID_REQUEST = 12,	    /* InvalidRequest 400 (bad framing, SigV2, ...) */
+	SIGV4_BAD_DIGEST = 13,		    /* BadDigest 400 (trailing checksum mismatch) */
+	SIGV4_INTERNAL_ERROR = 14,	    /* InternalError 500 (lookup failed, out of memory) */
+	SIGV4_ABORTED = 15,		    /* the caller's output callback refused data (500) */
 };
 
 /* "SignatureDoesNotMatch", ... ; SIGV4_OK gives "OK", SIGV4_ANONYMOUS and
@@ -88,11 +88,11 @@ const char *sigv4_status_message(int st);
 
 /* How the request body is protected (from x-amz-content-sha256). */
 enum sigv4_payload {
-	SIGV4_PAYLOAD_NONE = 0,                      /* not authenticated (anonymous/error) */
-	SIGV4_PAYLOAD_HASH = 1,                      /* hex SHA-256 in auth.payload_hash */
-	SIGV4_PAYLOAD_UNSIGNED = 2,                  /* UNSIGNED-PAYLOAD (and all presigned) */
-	SIGV4_PAYLOAD_STREAMING_SIGNED = 3,          /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
-	SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER = 4,  /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
+	SIGV4_PAYLOAD_NONE = 0,			    /* not authenticated (anonymous/error) */
+	SIGV4_PAYLOAD_HASH = 1,			    /* hex SHA-256 in auth.payload_hash */
+	SIGV4_PAYLOAD_UNSIGNED = 2,		    /* UNSIGNED-PAYLOAD (and all presigned) */
+	SIGV4_PAYLOAD_STREAMING_SIGNED = 3,	    /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
+	SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER = 4, /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
 	SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER = 5, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 };
 
@@ -112,23 +112,23 @@ typedef struct sigv4_header {
 } sigv4_header;
 
 typedef struct sigv4_request {
-	const char *method;     /* "GET", "PUT", ... */
-	const char *raw_path;   /* as on the wire, percent-encoded, without '?' and query */
-	const char *raw_query;  /* after the '?', still encoded; NULL or "" if none */
+	const char *method;    /* "GET", "PUT", ... */
+	const char *raw_path;  /* as on the wire, percent-encoded, without '?' and query */
+	const char *raw_query; /* after the '?', still encoded; NULL or "" if none */
 	const sigv4_header *headers;
 	size_t n_headers;
-	time_t now;             /* current time (unix seconds); tests pass a fixed one */
+	time_t now; /* current time (unix seconds); tests pass a fixed one */
 } sigv4_request;
 
-#define SIGV4_MAX_KEY_ID 128  /* longest access key id accepted */
-#define SIGV4_MAX_SECRET 128  /* longest secret the lookup may return */
+#define SIGV4_MAX_KEY_ID 128 /* longest access key id accepted */
+#define SIGV4_MAX_SECRET 128 /* longest secret the lookup may return */
 
 /* Lookup result codes for sigv4_lookup_fn. */
 enum sigv4_lookup {
 	SIGV4_KEY_FOUND = 0,
 	SIGV4_KEY_NOT_FOUND = 1, /* -> SIGV4_INVALID_ACCESS_KEY */
-	SIGV4_KEY_DISABLED = 2,  /* -> SIGV4_ACCESS_DENIED */
-	SIGV4_KEY_ERROR = 3,     /* lookup itself failed -> SIGV4_INTERNAL_ERROR */
+	SIGV4_KEY_DISABLED = 2,	 /* -> SIGV4_ACCESS_DENIED */
+	SIGV4_KEY_ERROR = 3,	 /* lookup itself failed -> SIGV4_INTERNAL_ERROR */
 };
 
 /* Finds the secret of access_key_id and copies it NUL-terminated into
@@ -139,29 +139,29 @@ typedef int (*sigv4_lookup_fn)(void *ctx, const char *access_key_id, char *secre
 typedef struct sigv4_config {
 	sigv4_lookup_fn lookup;
 	void *lookup_ctx;
-	const char *region;     /* NULL or "": accept whatever region the client signed */
-	unsigned max_skew_sec;  /* header form clock-skew limit; 0 means 900 (15 min) */
+	const char *region;    /* NULL or "": accept whatever region the client signed */
+	unsigned max_skew_sec; /* header form clock-skew limit; 0 means 900 (15 min) */
 } sigv4_config;
 
 /* What sigv4_verify found out. Fixed size, no heap: lives on the caller's
  * stack or in its request struct. */
 typedef struct sigv4_auth {
-	int status;                        /* enum sigv4_status (also the return value) */
-	char message[256];                 /* human-readable detail for the error body */
-	int form;                          /* enum sigv4_form */
+	int status;	   /* enum sigv4_status (also the return value) */
+	char message[256]; /* human-readable detail for the error body */
+	int form;	   /* enum sigv4_form */
 	char access_key[SIGV4_MAX_KEY_ID + 1];
-	char region[64];                   /* region from the credential scope */
-	char amz_date[17];                 /* request time "YYYYMMDDTHHMMSSZ" */
-	char scope[160];                   /* "YYYYMMDD/region/s3/aws4_request" */
-	int payload_mode;                  /* enum sigv4_payload */
-	char payload_hash[65];             /* lowercase hex when payload_mode == HASH, else "" */
-	char signature[65];                /* request signature = seed signature for chunks */
-	unsigned char signing_key[32];     /* kDate/kRegion/kService/kSigning; for chunk checks */
-	int64_t decoded_length;            /* x-amz-decoded-content-length, -1 if absent */
-	char trailer[128];                 /* x-amz-trailer value (lowercased), "" if none */
+	char region[64];	       /* region from the credential scope */
+	char amz_date[17];	       /* request time "YYYYMMDDTHHMMSSZ" */
+	char scope[160];	       /* "YYYYMMDD/region/s3/aws4_request" */
+	int payload_mode;	       /* enum sigv4_payload */
+	char payload_hash[65];	       /* lowercase hex when payload_mode == HASH, else "" */
+	char signature[65];	       /* request signature = seed signature for chunks */
+	unsigned char signing_key[32]; /* kDate/kRegion/kService/kSigning; for chunk checks */
+	int64_t decoded_length;	       /* x-amz-decoded-content-length, -1 if absent */
+	char trailer[128];	       /* x-amz-trailer value (lowercased), "" if none */
 	/* For SigV4 mismatch diagnosis (what S3 returns in its error body). */
 	char string_to_sign[512];
-	char canonical_request_hash[65];   /* hex SHA-256 of our canonical request */
+	char canonical_request_hash[65]; /* hex SHA-256 of our canonical request */
 } sigv4_auth;
 
 /* Verifies the request. Returns enum sigv4_status and fills *out (always,
@@ -206,18 +206,19 @@ void sigv4_signing_key(const char *secret, const char *yyyymmdd, const char *reg
 
 typedef struct sigv4_sign_params {
 	const char *method;
-	const char *raw_path;    /* already percent-encoded as it will be sent */
-	const char *raw_query;   /* as it will be sent, NULL or "" for none */
+	const char *raw_path;	     /* already percent-encoded as it will be sent */
+	const char *raw_query;	     /* as it will be sent, NULL or "" for none */
 	const sigv4_header *headers; /* ALL of these are signed: include host,
-				  * x-amz-date (= amz_date below) and
-				  * x-amz-content-sha256 (= payload_hash) yourself */
+				      * x-amz-date (= amz_date below) and
+				      * x-amz-content-sha256 (= payload_hash) yourself */
 	size_t n_headers;
 	const char *access_key;
 	const char *secret;
 	const char *region;
-	const char *service;     /* NULL means "s3" */
-	const char *amz_date;    /* "YYYYMMDDTHHMMSSZ", must match the x-amz-date header */
-	const char *payload_hash; /* hex, UNSIGNED-PAYLOAD or STREAMING-...; NULL = UNSIGNED-PAYLOAD */
+	const char *service;	  /* NULL means "s3" */
+	const char *amz_date;	  /* "YYYYMMDDTHHMMSSZ", must match the x-amz-date header */
+	const char *payload_hash; /* hex, UNSIGNED-PAYLOAD or STREAMING-...; NULL = UNSIGNED-PAYLOAD
+				   */
 } sigv4_sign_params;
 
 /* Builds the Authorization header value

@@ -52,13 +52,13 @@ typedef struct bench_ctx {
 	char tmpdir[PATH_MAX - 8];
 	char lakedir[PATH_MAX + 8];
 	core *c;
-	uint8_t *pool;      /* random bytes, CORE_CHUNK_SIZE + small_size */
+	uint8_t *pool; /* random bytes, CORE_CHUNK_SIZE + small_size */
 	size_t pool_len;
-	uint64_t nonce;     /* random per run, part of every stamp */
+	uint64_t nonce; /* random per run, part of every stamp */
 	/* small-put worker state, shared only through these fields */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int go;             /* set once all workers are ready */
+	int go; /* set once all workers are ready */
 	unsigned ready;
 } bench_ctx;
 
@@ -68,7 +68,7 @@ typedef struct bench_worker {
 	pthread_t tid;
 	unsigned id;
 	unsigned first, count; /* global object indexes [first, first+count) */
-	double *lat_ms;        /* per put */
+	double *lat_ms;	       /* per put */
 	int rc;
 	sl_err err;
 } bench_worker;
@@ -93,7 +93,8 @@ static void bench_usage(FILE *f, const char *argv0)
 		"  --dir PARENT       create the temporary data dir under PARENT\n"
 		"                     (default: $TMPDIR, else /var/tmp)\n"
 		"  --large-mib N      size of the large object in MiB (default 1024; 0 skips)\n"
-		"  --piece-kib N      write/read piece size in KiB, a divisor of 4096 (default 1024)\n"
+		"  --piece-kib N      write/read piece size in KiB, a divisor of 4096 (default "
+		"1024)\n"
 		"  --small-count N    number of small objects (default 10000; 0 skips)\n"
 		"  --small-size N     bytes per small object (default 4096)\n"
 		"  --writers N        concurrent small-put threads (default 8)\n"
@@ -103,15 +104,15 @@ static void bench_usage(FILE *f, const char *argv0)
 }
 
 /* Parses an unsigned decimal in [lo, hi]; 0 on success. */
-static int bench_parse_u64(const char *name, const char *s, uint64_t lo, uint64_t hi,
-			   uint64_t *out)
+static int bench_parse_u64(const char *name, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
-		fprintf(stderr, "core_bench: %s wants a whole number in [%" PRIu64 ", %" PRIu64
-				"], got '%s'\n",
+		fprintf(stderr,
+			"core_bench: %s wants a whole number in [%" PRIu64 ", %" PRIu64 "], got "
+			"'%s'\n",
 			name, lo, hi, s);
 		return -1;
 	}
@@ -147,7 +148,8 @@ static int bench_parse_args(bench_ctx *ctx, int argc, char **argv)
 			ctx->large_mib = v;
 			break;
 		case 'P':
-			if (bench_parse_u64("--piece-kib", optarg, 1, CORE_CHUNK_SIZE / 1024, &v) < 0)
+			if (bench_parse_u64("--piece-kib", optarg, 1, CORE_CHUNK_SIZE / 1024, &v) <
+			    0)
 				return -1;
 			if ((CORE_CHUNK_SIZE / 1024) % v != 0) {
 				fprintf(stderr, "core_bench: --piece-kib must divide %u\n",
@@ -229,8 +231,9 @@ static int bench_drop_cache(bench_ctx *ctx)
 		return 0;
 	FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
 	if (!f) {
-		fprintf(stderr, "core_bench: WARNING: cannot drop the page cache (%s); the read "
-				"figure may come from memory\n",
+		fprintf(stderr,
+			"core_bench: WARNING: cannot drop the page cache (%s); the read "
+			"figure may come from memory\n",
 			strerror(errno));
 		return 0;
 	}
@@ -338,7 +341,8 @@ static int bench_large_read(bench_ctx *ctx, double *mibs, int *dropped)
 		ssize_t got = core_read_at(r, buf, want, off, &err);
 		in_read += bench_now() - t1;
 		if (got < 0) {
-			fprintf(stderr, "core_bench: large read at %" PRIu64 ": %s\n", off, err.msg);
+			fprintf(stderr, "core_bench: large read at %" PRIu64 ": %s\n", off,
+				err.msg);
 			rc = (int)got;
 			break;
 		}
@@ -358,8 +362,9 @@ static int bench_large_read(bench_ctx *ctx, double *mibs, int *dropped)
 	if (rc < 0)
 		return rc;
 	if (bad) {
-		fprintf(stderr, "core_bench: %" PRIu64 " pieces read back differ from what was "
-				"written\n",
+		fprintf(stderr,
+			"core_bench: %" PRIu64 " pieces read back differ from what was "
+			"written\n",
 			bad);
 		return -1;
 	}
@@ -467,7 +472,8 @@ static int bench_small_puts(bench_ctx *ctx, double *ops)
 
 	for (unsigned i = 0; i < started && rc == 0; i++)
 		if (wk[i].rc < 0) {
-			fprintf(stderr, "core_bench: small put (writer %u): %s\n", i, wk[i].err.msg);
+			fprintf(stderr, "core_bench: small put (writer %u): %s\n", i,
+				wk[i].err.msg);
 			rc = wk[i].rc;
 		}
 	if (rc == 0) {
@@ -498,16 +504,18 @@ static int bench_check_stats(bench_ctx *ctx)
 		fprintf(stderr, "core_bench: stats: %s\n", err.msg);
 		return -1;
 	}
-	uint64_t want_chunks = (ctx->large_mib * BENCH_MIB + CORE_CHUNK_SIZE - 1) /
-			       CORE_CHUNK_SIZE + ctx->small_count;
-	uint64_t want_bytes = ctx->large_mib * BENCH_MIB +
-			      (uint64_t)ctx->small_count * ctx->small_size;
+	uint64_t want_chunks =
+		(ctx->large_mib * BENCH_MIB + CORE_CHUNK_SIZE - 1) / CORE_CHUNK_SIZE +
+		ctx->small_count;
+	uint64_t want_bytes =
+		ctx->large_mib * BENCH_MIB + (uint64_t)ctx->small_count * ctx->small_size;
 	printf("stats: %" PRIu64 " objects, %" PRIu64 " chunks, %" PRIu64 " bytes stored, %" PRIu64
 	       " segments (%" PRIu64 " bytes)\n",
 	       st.objects, st.chunks, st.bytes_stored, st.segments, st.segment_bytes);
 	if (st.chunks < want_chunks || st.bytes_stored < want_bytes) {
-		fprintf(stderr, "core_bench: expected %" PRIu64 " chunks / %" PRIu64 " bytes "
-				"stored: dedupe shrank the work, figures are not valid\n",
+		fprintf(stderr,
+			"core_bench: expected %" PRIu64 " chunks / %" PRIu64 " bytes "
+			"stored: dedupe shrank the work, figures are not valid\n",
 			want_chunks, want_bytes);
 		return -1;
 	}
@@ -517,8 +525,7 @@ static int bench_check_stats(bench_ctx *ctx)
 static int bench_setup(bench_ctx *ctx)
 {
 	sl_err err = { 0 };
-	int n = snprintf(ctx->tmpdir, sizeof(ctx->tmpdir), "%s/seglake-bench.XXXXXX",
-			 ctx->parent);
+	int n = snprintf(ctx->tmpdir, sizeof(ctx->tmpdir), "%s/seglake-bench.XXXXXX", ctx->parent);
 	if (n < 0 || (size_t)n >= sizeof(ctx->tmpdir)) {
 		fprintf(stderr, "core_bench: --dir path too long\n");
 		ctx->tmpdir[0] = 0;

@@ -23,8 +23,7 @@ enum { MODE_PUT, MODE_GET, MODE_URL, MODE_DISK };
 
 typedef struct bench_cfg {
 	int mode;
-	const char *endpoint, *bucket, *access_key, *secret_key, *region, *prefix, *key, *url,
-		*dir;
+	const char *endpoint, *bucket, *access_key, *secret_key, *region, *prefix, *key, *url, *dir;
 	uint64_t size;
 	int conc;
 	double seconds;
@@ -151,7 +150,8 @@ static void *bench_http(void *arg)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 		if (rc != CURLE_OK || code != 200) {
 			t->errors++;
-			snprintf(t->err, sizeof(t->err), "%.200s: curl %d http %ld", url, (int)rc, code);
+			snprintf(t->err, sizeof(t->err), "%.200s: curl %d http %ld", url, (int)rc,
+				 code);
 			if (t->errors > 5)
 				break;
 		} else {
@@ -223,8 +223,14 @@ static uint64_t bench_size(const char *s)
 
 int main(int argc, char **argv)
 {
-	bench_cfg c = { .mode = MODE_GET, .region = "us-east-1", .prefix = "bench", .key = "obj",
-			.size = 4096, .conc = 1, .seconds = 3, .min_ops = 1 };
+	bench_cfg c = { .mode = MODE_GET,
+			.region = "us-east-1",
+			.prefix = "bench",
+			.key = "obj",
+			.size = 4096,
+			.conc = 1,
+			.seconds = 3,
+			.min_ops = 1 };
 	static const struct option lo[] = {
 		{ "op", required_argument, NULL, 'o' },
 		{ "endpoint", required_argument, NULL, 'e' },
@@ -246,33 +252,63 @@ int main(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (o) {
 		case 'o':
-			c.mode = !strcmp(optarg, "put") ? MODE_PUT : !strcmp(optarg, "get") ? MODE_GET :
-				 !strcmp(optarg, "url") ? MODE_URL : !strcmp(optarg, "disk") ? MODE_DISK : -1;
+			c.mode = !strcmp(optarg, "put")	   ? MODE_PUT
+				 : !strcmp(optarg, "get")  ? MODE_GET
+				 : !strcmp(optarg, "url")  ? MODE_URL
+				 : !strcmp(optarg, "disk") ? MODE_DISK
+							   : -1;
 			break;
-		case 'e': c.endpoint = optarg; break;
-		case 'b': c.bucket = optarg; break;
-		case 'a': c.access_key = optarg; break;
-		case 's': c.secret_key = optarg; break;
-		case 'r': c.region = optarg; break;
-		case 'p': c.prefix = optarg; break;
-		case 'k': c.key = optarg; break;
-		case 'u': c.url = optarg; break;
-		case 'd': c.dir = optarg; break;
-		case 'z': c.size = bench_size(optarg); break;
-		case 'c': c.conc = atoi(optarg); break;
-		case 't': c.seconds = atof(optarg); break;
-		case 'm': c.min_ops = atol(optarg); break;
+		case 'e':
+			c.endpoint = optarg;
+			break;
+		case 'b':
+			c.bucket = optarg;
+			break;
+		case 'a':
+			c.access_key = optarg;
+			break;
+		case 's':
+			c.secret_key = optarg;
+			break;
+		case 'r':
+			c.region = optarg;
+			break;
+		case 'p':
+			c.prefix = optarg;
+			break;
+		case 'k':
+			c.key = optarg;
+			break;
+		case 'u':
+			c.url = optarg;
+			break;
+		case 'd':
+			c.dir = optarg;
+			break;
+		case 'z':
+			c.size = bench_size(optarg);
+			break;
+		case 'c':
+			c.conc = atoi(optarg);
+			break;
+		case 't':
+			c.seconds = atof(optarg);
+			break;
+		case 'm':
+			c.min_ops = atol(optarg);
+			break;
 		default:
 			fprintf(stderr, "s3bench: bad option\n");
 			return 2;
 		}
 	}
-	if (c.mode < 0 || c.conc < 1 || c.conc > 1024 ||
-	    (c.mode == MODE_URL && !c.url) || (c.mode == MODE_DISK && !c.dir) ||
+	if (c.mode < 0 || c.conc < 1 || c.conc > 1024 || (c.mode == MODE_URL && !c.url) ||
+	    (c.mode == MODE_DISK && !c.dir) ||
 	    ((c.mode == MODE_PUT || c.mode == MODE_GET) && (!c.endpoint || !c.bucket))) {
-		fprintf(stderr,
-			"usage: s3bench --op put|get|url|disk [--endpoint URL --bucket B --access-key K "
-			"--secret-key S] [--url URL] [--dir DIR] --size N --concurrency C --seconds T\n");
+		fprintf(stderr, "usage: s3bench --op put|get|url|disk [--endpoint URL --bucket B "
+				"--access-key K "
+				"--secret-key S] [--url URL] [--dir DIR] --size N --concurrency C "
+				"--seconds T\n");
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -289,7 +325,8 @@ int main(int argc, char **argv)
 		ts[i].cfg = &c;
 		ts[i].id = i;
 		ts[i].pattern = pattern;
-		pthread_create(&ts[i].th, NULL, c.mode == MODE_DISK ? bench_disk : bench_http, &ts[i]);
+		pthread_create(&ts[i].th, NULL, c.mode == MODE_DISK ? bench_disk : bench_http,
+			       &ts[i]);
 	}
 	long ops = 0, errors = 0;
 	uint64_t bytes = 0;
@@ -303,9 +340,14 @@ int main(int argc, char **argv)
 			err = ts[i].err;
 	}
 	double secs = bench_now() - t0;
-	printf("{\"op\": \"%s\", \"size\": %llu, \"concurrency\": %d, \"ops\": %ld, \"errors\": %ld, "
-	       "\"seconds\": %.3f, \"ops_per_s\": %.1f, \"mib_per_s\": %.1f, \"last_error\": \"%s\"}\n",
-	       c.mode == MODE_PUT ? "put" : c.mode == MODE_GET ? "get" : c.mode == MODE_URL ? "url" : "disk",
+	printf("{\"op\": \"%s\", \"size\": %llu, \"concurrency\": %d, \"ops\": %ld, \"errors\": "
+	       "%ld, "
+	       "\"seconds\": %.3f, \"ops_per_s\": %.1f, \"mib_per_s\": %.1f, \"last_error\": "
+	       "\"%s\"}\n",
+	       c.mode == MODE_PUT   ? "put"
+	       : c.mode == MODE_GET ? "get"
+	       : c.mode == MODE_URL ? "url"
+				    : "disk",
 	       (unsigned long long)c.size, c.conc, ops, errors, secs, ops / secs,
 	       bytes / secs / (1024.0 * 1024.0), err);
 	free(ts);

@@ -55,7 +55,8 @@ static int parse(const char *cmd, int argc, char **argv, args *a)
 					return -1;
 				}
 				char name[256];
-				snprintf(name, sizeof(name), "x-amz-meta-%.*s", (int)(eq - val), val);
+				snprintf(name, sizeof(name), "x-amz-meta-%.*s", (int)(eq - val),
+					 val);
 				for (char *p = name; *p; p++)
 					if (*p >= 'A' && *p <= 'Z')
 						*p = (char)(*p - 'A' + 'a');
@@ -311,8 +312,10 @@ static int do_ls(core *c, args *a)
 	const char *prefix;
 	if (split("ls", a->pos[0], bucket, sizeof(bucket), &prefix, 1) < 0)
 		return 2;
-	core_list_opts o = { .prefix = prefix, .delimiter = a->recursive ? NULL : "/",
-			     .max_keys = 1000, .versions = a->versions };
+	core_list_opts o = { .prefix = prefix,
+			     .delimiter = a->recursive ? NULL : "/",
+			     .max_keys = 1000,
+			     .versions = a->versions };
 	char *marker = NULL, *vmarker = NULL;
 	for (;;) {
 		core_list_result r;

@@ -36,7 +36,8 @@ static const char usage[] =
 	"  serve --data DIR [--listen A:P] [--mount MNT]   run the S3 daemon (and a mount)\n"
 	"  mount DIR MOUNTPOINT [--bucket B] mount the lake as a filesystem\n"
 	"  rebuild-index [--data DIR]        rebuild meta.db from the segments alone\n"
-	"  repl pull|push|bootstrap|status|conflicts|validate ...   replication (seglake repl help)\n"
+	"  repl pull|push|bootstrap|status|conflicts|validate ...   replication (seglake repl "
+	"help)\n"
 	"\n"
 	"Admin and ops commands (through the daemon's admin socket when one runs):\n"
 	"  key create|list|show|enable|disable|rotate|delete|policy ...   access keys\n"
@@ -133,14 +134,14 @@ int main(int argc, char **argv)
 		return cli_repl(argc - 1, argv + 1);
 #endif
 #ifdef HAVE_OPS
-	static const char *ops_cmds[] = { "key", "status", "fsck", "scrub", "gc", "mpu-gc",
-					  "snapshot", "restore", "maintenance", NULL };
+	static const char *ops_cmds[] = { "key",    "status",	"fsck",	   "scrub",	  "gc",
+					  "mpu-gc", "snapshot", "restore", "maintenance", NULL };
 	for (int i = 0; ops_cmds[i]; i++)
 		if (!strcmp(cmd, ops_cmds[i]))
 			return cli_ops(cmd, argc - 1, argv + 1);
 #endif
-	static const char *local[] = { "bucket", "put", "get", "stat", "ls", "rm",
-				       "rebuild-index", "stats", NULL };
+	static const char *local[] = { "bucket", "put",		  "get",   "stat", "ls",
+				       "rm",	 "rebuild-index", "stats", NULL };
 	for (int i = 0; local[i]; i++)
 		if (!strcmp(cmd, local[i]))
 			return cli_local(cmd, argc - 1, argv + 1);

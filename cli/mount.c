@@ -28,9 +28,12 @@ static void mount_usage(FILE *f)
 {
 	fprintf(f, "usage: seglake mount DATA_DIR MOUNTPOINT [--bucket NAME] [--allow-other]\n"
 		   "                     [--foreground] [--debug]\n"
-		   "  --bucket NAME   mount one bucket at MOUNTPOINT (default: one directory per bucket)\n"
-		   "  --allow-other   let other users use the mount (needs user_allow_other for non-root)\n"
-		   "  --foreground    stay attached to the terminal (default: detach when mounted)\n"
+		   "  --bucket NAME   mount one bucket at MOUNTPOINT (default: one directory per "
+		   "bucket)\n"
+		   "  --allow-other   let other users use the mount (needs user_allow_other for "
+		   "non-root)\n"
+		   "  --foreground    stay attached to the terminal (default: detach when "
+		   "mounted)\n"
 		   "  --debug         FUSE request log on stderr (implies --foreground)\n");
 }
 
@@ -49,8 +52,10 @@ static int mount_checkPaths(const char *data, const char *mnt)
 	int data_in_mnt = strncmp(rd, rm, lm) == 0 && (rd[lm] == '/' || rd[lm] == '\0' || lm == 1);
 	int mnt_in_data = strncmp(rm, rd, ld) == 0 && (rm[ld] == '/' || rm[ld] == '\0');
 	if (data_in_mnt || mnt_in_data) {
-		fprintf(stderr, "seglake mount: the data dir %s and the mountpoint %s must not contain "
-				"each other\n", rd, rm);
+		fprintf(stderr,
+			"seglake mount: the data dir %s and the mountpoint %s must not contain "
+			"each other\n",
+			rd, rm);
 		return -1;
 	}
 	return 0;
@@ -162,7 +167,8 @@ int cli_mount(int argc, char **argv)
 	if (!foreground) {
 		char ok = 0;
 		if (write(ready[1], &ok, 1) < 0)
-			fprintf(stderr, "seglake mount: cannot report readiness: %s\n", strerror(errno));
+			fprintf(stderr, "seglake mount: cannot report readiness: %s\n",
+				strerror(errno));
 		close(ready[1]);
 		int nul = open("/dev/null", O_RDWR);
 		if (nul >= 0) {

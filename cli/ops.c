@@ -126,7 +126,8 @@ static int progress_emit(void *ctx, json_t *msg)
 	ops_amount(phase, done, a, sizeof(a));
 	ops_amount(phase, total, t, sizeof(t));
 	ops_amount(phase, rate, r, sizeof(r));
-	ops_eta(rate > 0 && total > done ? (total - done) / rate : (total && done >= total ? 0 : -1),
+	ops_eta(rate > 0 && total > done ? (total - done) / rate
+					 : (total && done >= total ? 0 : -1),
 		eta, sizeof(eta));
 	if (p->tty) {
 		char bar[31];
@@ -142,8 +143,8 @@ static int progress_emit(void *ctx, json_t *msg)
 		p->drawn = 1;
 	} else if (now - p->last_ms >= 2000 || (total > 0 && done >= total)) {
 		if (total > 0)
-			fprintf(stderr, "seglake: %s: %s of %s (%.0f%%), %s/s, ETA %s\n", phase, a, t,
-				100.0 * done / total, r, eta);
+			fprintf(stderr, "seglake: %s: %s of %s (%.0f%%), %s/s, ETA %s\n", phase, a,
+				t, 100.0 * done / total, r, eta);
 		else
 			fprintf(stderr, "seglake: %s: %s done, %s/s\n", phase, a, r);
 		p->last_ms = now;
@@ -167,8 +168,8 @@ typedef struct opsargs {
 static int ops_parse(const char *cmd, int argc, char **argv, opsargs *a)
 {
 	memset(a, 0, sizeof(*a));
-	static const char *const valued[] = { "--data", "--name", "--policy", "--access",
-					      "--bucket", "--prefix", "--min-dead", "--rate",
+	static const char *const valued[] = { "--data",	      "--name",	  "--policy",	"--access",
+					      "--bucket",     "--prefix", "--min-dead", "--rate",
 					      "--older-than", NULL };
 	for (int i = 1; i < argc; i++) {
 		const char *s = argv[i];
@@ -182,8 +183,9 @@ static int ops_parse(const char *cmd, int argc, char **argv, opsargs *a)
 				return -1;
 			}
 			const char *val = argv[++i];
-			const char **slot[] = { &a->data, &a->name, &a->policy, &a->access, &a->bucket,
-						&a->prefix, &a->min_dead, &a->rate, &a->older_than };
+			const char **slot[] = { &a->data,     &a->name,	  &a->policy,
+						&a->access,   &a->bucket, &a->prefix,
+						&a->min_dead, &a->rate,	  &a->older_than };
 			*slot[v] = val;
 		} else if (!strcmp(s, "--json")) {
 			a->json = 1;
@@ -217,11 +219,20 @@ static int ops_parse_duration(const char *s, int64_t *ms)
 	double mul = 1000;
 	if (*end) {
 		switch (*end) {
-		case 's': mul = 1000; break;
-		case 'm': mul = 60000; break;
-		case 'h': mul = 3600000; break;
-		case 'd': mul = 86400000; break;
-		default: return -1;
+		case 's':
+			mul = 1000;
+			break;
+		case 'm':
+			mul = 60000;
+			break;
+		case 'h':
+			mul = 3600000;
+			break;
+		case 'd':
+			mul = 86400000;
+			break;
+		default:
+			return -1;
 		}
 		if (end[1])
 			return -1;
@@ -263,7 +274,8 @@ static char *ops_read_policy(const char *arg)
 	if (f != stdin)
 		fclose(f);
 	if (buf && len > POLICY_MAX_BYTES) {
-		fprintf(stderr, "seglake: policy %s is larger than %d bytes\n", arg, POLICY_MAX_BYTES);
+		fprintf(stderr, "seglake: policy %s is larger than %d bytes\n", arg,
+			POLICY_MAX_BYTES);
 		free(buf);
 		return NULL;
 	}
@@ -283,7 +295,8 @@ static int ops_policy_arg(const opsargs *a, char **out)
 		return (*out = ops_read_policy(a->policy)) ? 0 : -1;
 	if (a->access || a->bucket || a->prefix) {
 		sl_err err = { 0 };
-		if (policy_preset(a->access ? a->access : "read", a->bucket, a->prefix, out, &err) < 0) {
+		if (policy_preset(a->access ? a->access : "read", a->bucket, a->prefix, out, &err) <
+		    0) {
 			fprintf(stderr, "seglake: key: %s\n", err.msg);
 			return -1;
 		}
@@ -311,12 +324,16 @@ static void ops_print_key(json_t *k, int verbose)
 		printf("%-22s %-16s %-8s %-9s %s\n", json_string_value(json_object_get(k, "id")),
 		       json_string_value(json_object_get(k, "name")),
 		       json_is_true(json_object_get(k, "enabled")) ? "enabled" : "DISABLED",
-		       root ? "root" : pol ? "policy" : "no-access", when);
+		       root  ? "root"
+		       : pol ? "policy"
+			     : "no-access",
+		       when);
 		return;
 	}
 	printf("access key: %s\n", json_string_value(json_object_get(k, "id")));
 	printf("name:       %s\n", json_string_value(json_object_get(k, "name")));
-	printf("state:      %s\n", json_is_true(json_object_get(k, "enabled")) ? "enabled" : "disabled");
+	printf("state:      %s\n",
+	       json_is_true(json_object_get(k, "enabled")) ? "enabled" : "disabled");
 	printf("root:       %s\n", root ? "yes (allowed everything)" : "no");
 	if (pol) {
 		json_t *pj = json_loads(pol, 0, NULL);
@@ -357,8 +374,9 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 		printf("dead bytes:   %" PRIu64 " (%s)\n", jnum(r, "dead_bytes"), h3);
 		printf("oplog:        head %" PRIu64 ", horizon %" PRIu64 ", %" PRIu64 " entries\n",
 		       jnum(r, "oplog_head"), jnum(r, "oplog_horizon"), jnum(r, "oplog_entries"));
-		printf("maintenance:  %s\n",
-		       json_is_true(json_object_get(r, "maintenance")) ? "on (writes refused)" : "off");
+		printf("maintenance:  %s\n", json_is_true(json_object_get(r, "maintenance"))
+						     ? "on (writes refused)"
+						     : "off");
 		json_t *peers = json_object_get(r, "peers");
 		if (!json_array_size(peers))
 			printf("peers:        none\n");
@@ -374,17 +392,18 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 	if (!strcmp(cmd, "fsck")) {
 		printf("fsck: checked %" PRIu64 " versions, %" PRIu64 " chunk references, %" PRIu64
 		       " chunks, %" PRIu64 " segments%s\n",
-		       jnum(r, "versions"), jnum(r, "chunk_refs"), jnum(r, "chunks"), jnum(r, "segments"),
+		       jnum(r, "versions"), jnum(r, "chunk_refs"), jnum(r, "chunks"),
+		       jnum(r, "segments"),
 		       json_is_true(json_object_get(r, "stopped")) ? " (interrupted)" : "");
-		static const char *const names[] = { "missing_chunks", "damaged_versions",
-						     "bad_locations", "size_mismatches",
+		static const char *const names[] = { "missing_chunks",	 "damaged_versions",
+						     "bad_locations",	 "size_mismatches",
 						     "missing_segments", NULL };
 		for (int i = 0; names[i]; i++)
 			if (jnum(r, names[i]))
 				printf("  %s: %" PRIu64 "\n", names[i], jnum(r, names[i]));
 		ops_human(jnum(r, "orphan_bytes"), h1, sizeof(h1));
-		printf("  orphan chunks (gc reclaims them): %" PRIu64 " (%s)\n", jnum(r, "orphan_chunks"),
-		       h1);
+		printf("  orphan chunks (gc reclaims them): %" PRIu64 " (%s)\n",
+		       jnum(r, "orphan_chunks"), h1);
 		if (jnum(r, "problems")) {
 			printf("fsck: %" PRIu64 " problem(s); first: %s\n", jnum(r, "problems"),
 			       json_string_value(json_object_get(r, "first_problem")));
@@ -395,14 +414,18 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 	}
 	if (!strcmp(cmd, "scrub")) {
 		ops_human(jnum(r, "bytes"), h1, sizeof(h1));
-		printf("scrub: re-hashed %" PRIu64 " chunks (%s)%s: %" PRIu64
-		       " damaged chunk(s), %" PRIu64 " damaged version(s)\n",
+		printf("scrub: re-hashed %" PRIu64 " chunks (%s)%s: %" PRIu64 " damaged chunk(s), "
+		       "%" PRIu64 " damaged "
+		       "version("
+		       "s)\n",
 		       jnum(r, "chunks"), h1,
-		       json_is_true(json_object_get(r, "stopped")) ? " before being interrupted" : "",
+		       json_is_true(json_object_get(r, "stopped")) ? " before being interrupted"
+								   : "",
 		       jnum(r, "damaged"), jnum(r, "damaged_versions"));
 		const char *fd = json_string_value(json_object_get(r, "first_damaged"));
 		if (jnum(r, "damaged")) {
-			printf("scrub: first damaged object: %s (reads of damaged versions now fail)\n",
+			printf("scrub: first damaged object: %s (reads of damaged versions now "
+			       "fail)\n",
 			       fd && *fd ? fd : "?");
 			return 1;
 		}
@@ -412,17 +435,19 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 		ops_human(jnum(r, "segment_bytes"), h1, sizeof(h1));
 		ops_human(jnum(r, "dead_bytes"), h2, sizeof(h2));
 		ops_human(jnum(r, "reclaim_bytes"), h3, sizeof(h3));
-		printf("gc: %" PRIu64 " segments (%s), %s dead chunk bytes\n", jnum(r, "segments"), h1,
-		       h2);
+		printf("gc: %" PRIu64 " segments (%s), %s dead chunk bytes\n", jnum(r, "segments"),
+		       h1, h2);
 		if (json_is_true(json_object_get(r, "dry_run"))) {
-			printf("gc plan: would reclaim %s from %" PRIu64
-			       " segment(s) at least %.0f%% dead (`seglake gc run` to do it)\n",
+			printf("gc plan: would reclaim %s from %" PRIu64 " segment(s) at least "
+			       "%.0f%% dead (`seglake gc "
+			       "run` to do it)\n",
 			       h3, jnum(r, "reclaim_segments"),
 			       100 * json_number_value(json_object_get(r, "min_dead")));
 		} else {
 			ops_human(jnum(r, "moved_bytes"), h1, sizeof(h1));
-			printf("gc run: reclaimed %s; deleted %" PRIu64 " segment(s), moved %" PRIu64
-			       " live chunk(s) (%s)%s\n",
+			printf("gc run: reclaimed %s; deleted %" PRIu64 " segment(s), moved "
+			       "%" PRIu64 " live chunk(s) "
+			       "(%s)%s\n",
 			       h3, jnum(r, "deleted_segments"), jnum(r, "moved_chunks"), h1,
 			       json_is_true(json_object_get(r, "stopped")) ? "; interrupted" : "");
 		}
@@ -451,11 +476,11 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 	/* key */
 	if (!strcmp(sub, "list")) {
 		json_t *ks = json_object_get(r, "keys");
-		printf("%-22s %-16s %-8s %-9s %s\n", "ACCESS KEY", "NAME", "STATE", "ACCESS", "CREATED");
+		printf("%-22s %-16s %-8s %-9s %s\n", "ACCESS KEY", "NAME", "STATE", "ACCESS",
+		       "CREATED");
 		size_t i;
 		json_t *k;
-		json_array_foreach(ks, i, k)
-			ops_print_key(k, 0);
+		json_array_foreach(ks, i, k) ops_print_key(k, 0);
 		return 0;
 	}
 	if (!strcmp(sub, "delete")) {
@@ -466,7 +491,8 @@ static int ops_print(const char *cmd, const char *sub, json_t *r, int as_json)
 	const char *secret = json_string_value(json_object_get(r, "secret"));
 	if (secret) {
 		printf("secret key: %s\n", secret);
-		printf("(the secret is shown only now; it is stored encrypted and cannot be shown again)\n");
+		printf("(the secret is shown only now; it is stored encrypted and cannot be shown "
+		       "again)\n");
 	}
 	return 0;
 }
@@ -484,12 +510,15 @@ static void ops_usage(FILE *f)
 	      "  seglake snapshot DEST\n"
 	      "  seglake restore SNAPSHOT DEST\n"
 	      "  seglake maintenance on|off|status\n"
-	      "  seglake key create [--name N] [--policy FILE|-|JSON | --access read|write|readwrite|all|replication\n"
+	      "  seglake key create [--name N] [--policy FILE|-|JSON | --access "
+	      "read|write|readwrite|all|replication\n"
 	      "                     [--bucket B [--prefix P]]] [--root]\n"
 	      "  seglake key list|show ID|enable ID|disable ID|rotate ID|delete ID\n"
-	      "  seglake key policy ID (FILE|-|JSON | --access ... [--bucket B] [--prefix P] | --clear)\n"
+	      "  seglake key policy ID (FILE|-|JSON | --access ... [--bucket B] [--prefix P] | "
+	      "--clear)\n"
 	      "Every command takes --data DIR (default $SEGLAKE_DATA or ./data). With a daemon\n"
-	      "running on DIR they go through its admin socket, otherwise they open DIR directly.\n",
+	      "running on DIR they go through its admin socket, otherwise they open DIR "
+	      "directly.\n",
 	      f);
 }
 
@@ -511,12 +540,14 @@ static json_t *ops_request(const char *cmd, opsargs *a, const char **sub, int *r
 		if (a->npos != 1 || (strcmp(a->pos[0], "plan") && strcmp(a->pos[0], "run")))
 			goto usage;
 		*sub = a->pos[0];
-		json_object_set_new(args, "dry_run", json_boolean(!strcmp(a->pos[0], "plan") || a->dry));
+		json_object_set_new(args, "dry_run",
+				    json_boolean(!strcmp(a->pos[0], "plan") || a->dry));
 		if (a->min_dead) {
 			char *end;
 			double v = strtod(a->min_dead, &end);
 			if (end == a->min_dead || *end || v < 0 || v > 1) {
-				fprintf(stderr, "seglake: gc: --min-dead takes a ratio between 0 and 1\n");
+				fprintf(stderr, "seglake: gc: --min-dead takes a ratio between 0 "
+						"and 1\n");
 				goto fail;
 			}
 			json_object_set_new(args, "min_dead", json_real(v));
@@ -539,8 +570,8 @@ static json_t *ops_request(const char *cmd, opsargs *a, const char **sub, int *r
 			snprintf(abs, sizeof(abs), "%s", a->pos[0]);
 		} else {
 			char cwd[PATH_MAX];
-			if (!getcwd(cwd, sizeof(cwd)) ||
-			    snprintf(abs, sizeof(abs), "%s/%s", cwd, a->pos[0]) >= (int)sizeof(abs)) {
+			if (!getcwd(cwd, sizeof(cwd)) || snprintf(abs, sizeof(abs), "%s/%s", cwd,
+								  a->pos[0]) >= (int)sizeof(abs)) {
 				fprintf(stderr, "seglake: snapshot: path too long\n");
 				goto fail;
 			}
@@ -567,8 +598,10 @@ static json_t *ops_request(const char *cmd, opsargs *a, const char **sub, int *r
 				json_object_set_new(args, "policy", json_string(pol));
 			json_object_set_new(args, "root", json_boolean(a->root));
 			if (!pol && !a->root)
-				fprintf(stderr, "seglake: note: the new key has no policy and can do nothing "
-						"until one is attached (seglake key policy ID ...)\n");
+				fprintf(stderr, "seglake: note: the new key has no policy and can "
+						"do nothing "
+						"until one is attached (seglake key policy ID "
+						"...)\n");
 		} else if (!strcmp(*sub, "list")) {
 			if (a->npos != 1)
 				goto usage;
@@ -587,7 +620,8 @@ static json_t *ops_request(const char *cmd, opsargs *a, const char **sub, int *r
 				if (ops_policy_arg(&b, &pol) != 0)
 					goto usage_free;
 				if (!pol) {
-					fprintf(stderr, "seglake: key policy: give a policy, --access or --clear\n");
+					fprintf(stderr, "seglake: key policy: give a policy, "
+							"--access or --clear\n");
 					goto fail;
 				}
 				json_object_set_new(args, "policy", json_string(pol));
@@ -606,7 +640,7 @@ static json_t *ops_request(const char *cmd, opsargs *a, const char **sub, int *r
 		snprintf(name, sizeof(name), "key-%s", *sub);
 		json_t *req = json_pack("{ssso}", "cmd", name, "args", args);
 		return req;
-usage_free:
+	usage_free:
 		free(pol);
 		goto fail;
 	}
@@ -643,8 +677,8 @@ static int ops_restore(opsargs *a)
 		return cli_fail("restore", &err);
 	if (keys_master_copy(a->pos[0], a->pos[1], &err) < 0)
 		return cli_fail("restore", &err);
-	printf("restore: %s restored into %s (start it with `seglake serve --data %s`)\n", a->pos[0],
-	       a->pos[1], a->pos[1]);
+	printf("restore: %s restored into %s (start it with `seglake serve --data %s`)\n",
+	       a->pos[0], a->pos[1], a->pos[1]);
 	return 0;
 }
 
@@ -683,8 +717,8 @@ int cli_ops(const char *cmd, int argc, char **argv)
 		orc = ops_admin_call(dir, req, progress_emit, &pr, &ops_interrupted, &result, &err);
 		progress_finish(&pr);
 		if (orc == SL_ENOTSUP) {
-			fprintf(stderr, "seglake: %s: %s, and no admin socket answers there (%s)\n", cmd,
-				held, err.msg);
+			fprintf(stderr, "seglake: %s: %s, and no admin socket answers there (%s)\n",
+				cmd, held, err.msg);
 			json_decref(req);
 			return 1;
 		}
@@ -692,8 +726,9 @@ int cli_ops(const char *cmd, int argc, char **argv)
 		if (!strcmp(cmd, "maintenance")) {
 			core_close(c);
 			json_decref(req);
-			fprintf(stderr, "seglake: maintenance: no daemon runs on %s; maintenance mode "
-					"applies to a running daemon\n",
+			fprintf(stderr,
+				"seglake: maintenance: no daemon runs on %s; maintenance mode "
+				"applies to a running daemon\n",
 				dir);
 			return 1;
 		}

@@ -48,12 +48,13 @@ static int repl_parse(int argc, char **argv, repl_args *a)
 	for (int i = 2; i < argc; i++) {
 		const char *s = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		const char **dst = !strcmp(s, "--data") ? &a->data :
-				   !strcmp(s, "--url") ? &a->url :
-				   !strcmp(s, "--peer-credentials") ? &a->creds :
-				   !strcmp(s, "--region") ? &a->region :
-				   !strcmp(s, "--peer-ca") ? &a->ca :
-				   !strcmp(s, "--bucket") ? &a->bucket : NULL;
+		const char **dst = !strcmp(s, "--data")		      ? &a->data
+				   : !strcmp(s, "--url")	      ? &a->url
+				   : !strcmp(s, "--peer-credentials") ? &a->creds
+				   : !strcmp(s, "--region")	      ? &a->region
+				   : !strcmp(s, "--peer-ca")	      ? &a->ca
+				   : !strcmp(s, "--bucket")	      ? &a->bucket
+								      : NULL;
 		if (!strcmp(s, "--json")) {
 			a->json = 1;
 		} else if (!strcmp(s, "--chunks")) {
@@ -141,8 +142,10 @@ static void repl_progress(void *ctx, const repl_counters *c, int64_t pos, int64_
 	char b[32];
 	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
 	double s = (double)(now - p->t0) / 1000.0;
-	fprintf(stderr, "\r%s: %" PRId64 "/%" PRId64 " entries, %" PRIu64 " applied, %" PRIu64
-		" chunks (%s) in %.1fs   ",
+	fprintf(stderr,
+		"\r%s: %" PRId64 "/%" PRId64 " entries, %" PRIu64 " applied, %" PRIu64 " chunks "
+		"(%s) in "
+		"%.1fs   ",
 		p->what, pos, head, c->applied, c->chunks, b, s);
 	fflush(stderr);
 }
@@ -153,8 +156,8 @@ static void repl_print_counters(const char *what, const char *url, const repl_co
 	char b[32], w[32];
 	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
 	repl_fmt_bytes(c->wire_in + c->wire_out, w, sizeof(w));
-	printf("%s %s: %" PRIu64 " entries, %" PRIu64 " applied, %" PRIu64
-	       " chunks (%s), %s on the wire, %.2fs\n",
+	printf("%s %s: %" PRIu64 " entries, %" PRIu64 " applied, %" PRIu64 " chunks (%s), %s on "
+	       "the wire, %.2fs\n",
 	       what, url, c->entries, c->applied, c->chunks, b, w, (double)ms / 1000.0);
 }
 
@@ -167,8 +170,8 @@ static void repl_snap_progress(void *ctx, const repl_counters *c, int64_t done, 
 	p->last = now;
 	char b[32];
 	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
-	fprintf(stderr, "\rsnapshot: %" PRId64 "/%" PRId64 " records, %" PRIu64
-		" chunks (%s) in %.1fs   ",
+	fprintf(stderr,
+		"\rsnapshot: %" PRId64 "/%" PRId64 " records, %" PRIu64 " chunks (%s) in %.1fs   ",
 		done, total, c->chunks, b, (double)(now - p->t0) / 1000.0);
 	fflush(stderr);
 }
@@ -198,8 +201,8 @@ static int repl_cmd_snapshot_force(core *c, const repl_args *a, const repl_cli_c
 
 /* --snapshot, or a bootstrap that was cut in its snapshot: (re)start from
  * the peer's snapshot. Otherwise history first (see repl_cmd_round). */
-static int repl_cmd_snapshot(core *c, const repl_args *a, const repl_cli_creds *cc,
-			     repl_prog *p, sl_err *err)
+static int repl_cmd_snapshot(core *c, const repl_args *a, const repl_cli_creds *cc, repl_prog *p,
+			     sl_err *err)
 {
 	if (!a->snapshot && !core_snapshot_partial(c))
 		return 0;
@@ -232,8 +235,8 @@ static int repl_cmd_round(const char *cmd, const repl_args *a)
 		return cli_fail("repl", &err);
 	}
 	if (boot && core_oplog_head(c) != 0) {
-		fprintf(stderr, "seglake repl bootstrap: %s is not empty (use `seglake repl pull`)\n",
-			dir);
+		fprintf(stderr,
+			"seglake repl bootstrap: %s is not empty (use `seglake repl pull`)\n", dir);
 		core_close(c);
 		repl_cli_creds_free(&cc);
 		return 1;
@@ -245,9 +248,9 @@ static int repl_cmd_round(const char *cmd, const repl_args *a)
 	if (boot)
 		rc = repl_cmd_snapshot(c, a, &cc, &p, &err);
 	if (rc == 0)
-		rc = strcmp(cmd, "push") == 0 ?
-			     repl_push_once(c, a->peers[0], &cc.cr, &o, &cnt, &err) :
-			     repl_pull_once(c, a->peers[0], &cc.cr, &o, &cnt, &err);
+		rc = strcmp(cmd, "push") == 0
+			     ? repl_push_once(c, a->peers[0], &cc.cr, &o, &cnt, &err)
+			     : repl_pull_once(c, a->peers[0], &cc.cr, &o, &cnt, &err);
 	if (rc == SL_ENOTSUP && boot && core_oplog_head(c) == 0) {
 		/* the peer trimmed its history: start from its snapshot */
 		if (p.tty && p.last)
@@ -301,16 +304,19 @@ static void repl_print_status(json_t *j)
 		repl_fmt_bytes((uint64_t)json_integer_value(json_object_get(w, "backlog_bytes")), b,
 			       sizeof(b));
 		const char *le = json_string_value(json_object_get(w, "last_error"));
-		printf("peer %s (node %s): watermark %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
-		       ", lag %" JSON_INTEGER_FORMAT " entries / %.1fs, backlog %s, %s%s%s\n",
+		printf("peer %s (node %s): watermark %" JSON_INTEGER_FORMAT " of "
+		       "%" JSON_INTEGER_FORMAT ", lag %" JSON_INTEGER_FORMAT " entries / %.1fs, "
+		       "backlog %s, %s%s%s\n",
 		       json_string_value(json_object_get(w, "url")),
-		       *json_string_value(json_object_get(w, "node")) ?
-			       json_string_value(json_object_get(w, "node")) : "?",
+		       *json_string_value(json_object_get(w, "node"))
+			       ? json_string_value(json_object_get(w, "node"))
+			       : "?",
 		       json_integer_value(json_object_get(w, "watermark")),
 		       json_integer_value(json_object_get(w, "remote_head")),
 		       json_integer_value(json_object_get(w, "lag_entries")),
 		       json_real_value(json_object_get(w, "lag_seconds")), b,
-		       json_is_true(json_object_get(w, "connected")) ? "connected" : "not connected",
+		       json_is_true(json_object_get(w, "connected")) ? "connected"
+								     : "not connected",
 		       le && *le ? ", last error: " : "", le && *le ? le : "");
 	}
 	json_array_foreach(json_object_get(j, "inbound"), i, w)
@@ -341,8 +347,9 @@ static int repl_cmd_status(const repl_args *a)
 		size_t n = 0;
 		if (core_peer_list(c, &p, &n, NULL) == 0) {
 			for (size_t i = 0; i < n; i++)
-				json_array_append_new(inbound, json_pack("{sssI}", "node", p[i].peer,
-									  "seq", (json_int_t)p[i].seq));
+				json_array_append_new(inbound,
+						      json_pack("{sssI}", "node", p[i].peer, "seq",
+								(json_int_t)p[i].seq));
 			core_peers_free(p, n);
 		}
 		char ap[4200];
@@ -377,7 +384,8 @@ static int repl_cmd_conflicts(const repl_args *a)
 		char q[300] = "";
 		if (a->bucket) {
 			char enc[200];
-			if (sigv4_uri_encode(a->bucket, strlen(a->bucket), 0, enc, sizeof(enc)) < 0) {
+			if (sigv4_uri_encode(a->bucket, strlen(a->bucket), 0, enc, sizeof(enc)) <
+			    0) {
 				fprintf(stderr, "seglake repl conflicts: bucket name too long\n");
 				return 2;
 			}
@@ -404,15 +412,16 @@ static int repl_cmd_conflicts(const repl_args *a)
 		size_t i;
 		json_t *v;
 		json_t *arr = json_object_get(j, "conflicts");
-		json_array_foreach(arr, i, v)
-			printf("%s/%s version %s etag %s size %" JSON_INTEGER_FORMAT
-			       " (written by node %s)\n",
-			       json_string_value(json_object_get(v, "bucket")),
-			       json_string_value(json_object_get(v, "key")),
-			       json_string_value(json_object_get(v, "vid")),
-			       json_string_value(json_object_get(v, "etag")),
-			       json_integer_value(json_object_get(v, "size")),
-			       json_string_value(json_object_get(v, "node")));
+		json_array_foreach(arr, i, v) printf("%s/%s version %s etag %s size "
+						     "%" JSON_INTEGER_FORMAT " (written by node "
+						     "%s)\n",
+						     json_string_value(json_object_get(v, "bucke"
+											  "t")),
+						     json_string_value(json_object_get(v, "key")),
+						     json_string_value(json_object_get(v, "vid")),
+						     json_string_value(json_object_get(v, "etag")),
+						     json_integer_value(json_object_get(v, "size")),
+						     json_string_value(json_object_get(v, "node")));
 		printf("%zu conflict version(s)\n", json_array_size(arr));
 	}
 	json_decref(j);
@@ -423,8 +432,8 @@ static int repl_cmd_conflicts(const repl_args *a)
 
 typedef struct repl_side {
 	const char *name;
-	core *c;          /* a data dir, or */
-	repl_client cl;   /* a peer */
+	core *c;	/* a data dir, or */
+	repl_client cl; /* a peer */
 	int remote;
 } repl_side;
 
@@ -500,8 +509,8 @@ static int repl_side_versions(repl_side *s, const char *bucket, int chunks, json
 static void repl_row_desc(json_t *v, char *out, size_t cap)
 {
 	if (json_is_true(json_object_get(v, "dm")))
-		snprintf(out, cap, "delete marker%s", json_is_true(json_object_get(v, "latest")) ?
-							   ", latest" : "");
+		snprintf(out, cap, "delete marker%s",
+			 json_is_true(json_object_get(v, "latest")) ? ", latest" : "");
 	else
 		snprintf(out, cap, "etag %s, size %" JSON_INTEGER_FORMAT ", state %d%s",
 			 json_string_value(json_object_get(v, "etag")),
@@ -541,10 +550,12 @@ static long repl_compare_bucket(repl_side *s, const char *bucket, int chunks, lo
 		}
 		repl_row_desc(b, db, sizeof(db));
 		for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
-			if (!json_equal(json_object_get(a, fields[f]), json_object_get(b, fields[f])) &&
+			if (!json_equal(json_object_get(a, fields[f]),
+					json_object_get(b, fields[f])) &&
 			    (json_object_get(a, fields[f]) || json_object_get(b, fields[f]))) {
-				printf("differs: %s/%.*s version %s: %s: %s on %s, %s on %s\n", bucket,
-				       kl, k, nl + 1, fields[f], da, s[0].name, db, s[1].name);
+				printf("differs: %s/%.*s version %s: %s: %s on %s, %s on %s\n",
+				       bucket, kl, k, nl + 1, fields[f], da, s[0].name, db,
+				       s[1].name);
 				diffs++;
 				break;
 			}
@@ -610,9 +621,10 @@ static int repl_cmd_validate(const repl_args *a)
 					continue;
 				json_object_set_new(seen, name, json_true());
 				json_t *match = NULL;
-				json_array_foreach(other, j, y)
-					if (strcmp(json_string_value(json_object_get(y, "name")), name) == 0)
-						match = y;
+				json_array_foreach(
+					other, j,
+					y) if (strcmp(json_string_value(json_object_get(y, "name")),
+						      name) == 0) match = y;
 				if (!match) {
 					printf("bucket only on %s: %s\n", s[side].name, name);
 					diffs++;

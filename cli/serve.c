@@ -39,22 +39,74 @@
 /* Every setting by its config-file name; flags are --name, env SEGLAKE_NAME
  * (upper case, '-' -> '_'). */
 enum {
-	SV_DATA, SV_LISTEN, SV_ACCESS_KEY, SV_SECRET_KEY, SV_REGION, SV_DOMAIN, SV_MOUNT,
-	SV_BUCKET, SV_ALLOW_OTHER, SV_MAX_OBJECT_SIZE, SV_MAX_HEADER_BYTES, SV_MAX_URL_BYTES,
-	SV_IDLE_TIMEOUT, SV_MAX_CONNECTIONS, SV_SHUTDOWN_TIMEOUT, SV_QUIET, SV_CONFIG,
-	SV_PEER, SV_PEER_CREDENTIALS, SV_REPL_TRIM, SV_TLS_CERT, SV_TLS_KEY, SV_PEER_CA,
-	SV_TRUSTED_PROXIES, SV_METRICS_OPEN_CIDR, SV_AUTH_FAIL_BURST, SV_AUTH_FAIL_PER_MIN,
-	SV_MAX_INFLIGHT_PER_KEY, SV_REPLAY_CACHE, SV_HEADER_TIMEOUT, SV_BODY_TIMEOUT,
-	SV_BODY_MIN_RATE, SV_COUNT
+	SV_DATA,
+	SV_LISTEN,
+	SV_ACCESS_KEY,
+	SV_SECRET_KEY,
+	SV_REGION,
+	SV_DOMAIN,
+	SV_MOUNT,
+	SV_BUCKET,
+	SV_ALLOW_OTHER,
+	SV_MAX_OBJECT_SIZE,
+	SV_MAX_HEADER_BYTES,
+	SV_MAX_URL_BYTES,
+	SV_IDLE_TIMEOUT,
+	SV_MAX_CONNECTIONS,
+	SV_SHUTDOWN_TIMEOUT,
+	SV_QUIET,
+	SV_CONFIG,
+	SV_PEER,
+	SV_PEER_CREDENTIALS,
+	SV_REPL_TRIM,
+	SV_TLS_CERT,
+	SV_TLS_KEY,
+	SV_PEER_CA,
+	SV_TRUSTED_PROXIES,
+	SV_METRICS_OPEN_CIDR,
+	SV_AUTH_FAIL_BURST,
+	SV_AUTH_FAIL_PER_MIN,
+	SV_MAX_INFLIGHT_PER_KEY,
+	SV_REPLAY_CACHE,
+	SV_HEADER_TIMEOUT,
+	SV_BODY_TIMEOUT,
+	SV_BODY_MIN_RATE,
+	SV_COUNT
 };
 
 static const char *const sv_names[SV_COUNT] = {
-	"data", "listen", "access-key", "secret-key", "region", "domain", "mount", "bucket",
-	"allow-other", "max-object-size", "max-header-bytes", "max-url-bytes", "idle-timeout",
-	"max-connections", "shutdown-timeout", "quiet", "config",
-	"peer", "peer-credentials", "repl-trim", "tls-cert", "tls-key", "peer-ca",
-	"trusted-proxies", "metrics-open-cidr", "auth-fail-burst", "auth-fail-per-min",
-	"max-inflight-per-key", "replay-cache", "header-timeout", "body-timeout", "body-min-rate",
+	"data",
+	"listen",
+	"access-key",
+	"secret-key",
+	"region",
+	"domain",
+	"mount",
+	"bucket",
+	"allow-other",
+	"max-object-size",
+	"max-header-bytes",
+	"max-url-bytes",
+	"idle-timeout",
+	"max-connections",
+	"shutdown-timeout",
+	"quiet",
+	"config",
+	"peer",
+	"peer-credentials",
+	"repl-trim",
+	"tls-cert",
+	"tls-key",
+	"peer-ca",
+	"trusted-proxies",
+	"metrics-open-cidr",
+	"auth-fail-burst",
+	"auth-fail-per-min",
+	"max-inflight-per-key",
+	"replay-cache",
+	"header-timeout",
+	"body-timeout",
+	"body-min-rate",
 };
 
 typedef struct serve_cfg {
@@ -63,47 +115,62 @@ typedef struct serve_cfg {
 
 static void serve_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: seglake serve --data DIR [options]\n"
-		"  --listen ADDR          host:port to serve S3 on (default 127.0.0.1:9000)\n"
-		"  --access-key KEY       root access key id (default: DATA/credentials, generated once)\n"
-		"  --secret-key SECRET    root secret key\n"
-		"  --region NAME          region clients sign for (default us-east-1)\n"
-		"  --domain D[,D2]        base domains for virtual-hosted-style (default localhost)\n"
-		"  --mount DIR            also mount the lake at DIR (FUSE)\n"
-		"  --bucket NAME          with --mount: mount only this bucket\n"
-		"  --allow-other          with --mount: let other users access the mount\n"
-		"  --max-object-size N    largest object accepted (default 5G; K/M/G suffixes)\n"
-		"  --max-header-bytes N   request header section limit (default 16K)\n"
-		"  --max-url-bytes N      request target limit (default 8K)\n"
-		"  --idle-timeout SEC     close connections idle this long (default 60)\n"
-		"  --header-timeout SEC   request line + headers must arrive within SEC of the\n"
-		"                         connection opening or the previous request ending;\n"
-		"                         later, the connection is dropped (default 30)\n"
-		"  --body-timeout SEC     each SEC spent waiting for a request body must bring\n"
-		"                         body-min-rate x SEC bytes, else 400 RequestTimeout and\n"
-		"                         nothing is stored (default 30)\n"
-		"  --body-min-rate N      bytes/s a body must average per window (default 1K)\n"
-		"  --max-connections N    concurrent connections (default 256)\n"
-		"  --shutdown-timeout SEC grace for in-flight requests on SIGTERM (default 30)\n"
-		"  --quiet                no per-request log lines\n"
-		"  --config FILE          read `name = value` settings (same names as the flags)\n"
-		"  --peer URL             replicate from this peer (repeatable; env/config: comma list)\n"
-		"  --peer-credentials F   keys to sign requests to peers (access_key = / secret_key =);\n"
-		"                         default SEGLAKE_PEER_ACCESS_KEY/_SECRET_KEY, else the root key\n"
-		"  --repl-trim            trim the oplog to what every pulling peer acknowledged\n"
-		"  --tls-cert FILE        serve S3 over HTTPS with this PEM certificate chain\n"
-		"  --tls-key FILE         and this PEM private key (both re-read on SIGHUP)\n"
-		"  --trusted-proxies CIDRS  take the client address from X-Forwarded-For behind these\n"
-		"  --metrics-open-cidr CIDRS  serve /metrics without authentication to these addresses\n"
-		"  --auth-fail-burst N    failed authentications allowed at once per IP/key (default 20)\n"
-		"  --auth-fail-per-min N  ... then N per minute; more get 503 SlowDown (default 30)\n"
-		"  --max-inflight-per-key N  concurrent requests per access key (default 256)\n"
-		"  --replay-cache N       refuse a header signature seen again (N entries; default off)\n"
-		"  --peer-ca FILE         PEM CA bundle that https:// peers' certificates must chain to\n"
-		"                         (default: the system store; verification cannot be turned off)\n"
-		"Every setting can also come from the environment: SEGLAKE_LISTEN, SEGLAKE_DATA, ...\n"
-		"Precedence: flags, then environment, then config file.\n");
+	fprintf(f, "usage: seglake serve --data DIR [options]\n"
+		   "  --listen ADDR          host:port to serve S3 on (default 127.0.0.1:9000)\n"
+		   "  --access-key KEY       root access key id (default: DATA/credentials, "
+		   "generated once)\n"
+		   "  --secret-key SECRET    root secret key\n"
+		   "  --region NAME          region clients sign for (default us-east-1)\n"
+		   "  --domain D[,D2]        base domains for virtual-hosted-style (default "
+		   "localhost)\n"
+		   "  --mount DIR            also mount the lake at DIR (FUSE)\n"
+		   "  --bucket NAME          with --mount: mount only this bucket\n"
+		   "  --allow-other          with --mount: let other users access the mount\n"
+		   "  --max-object-size N    largest object accepted (default 5G; K/M/G suffixes)\n"
+		   "  --max-header-bytes N   request header section limit (default 16K)\n"
+		   "  --max-url-bytes N      request target limit (default 8K)\n"
+		   "  --idle-timeout SEC     close connections idle this long (default 60)\n"
+		   "  --header-timeout SEC   request line + headers must arrive within SEC of the\n"
+		   "                         connection opening or the previous request ending;\n"
+		   "                         later, the connection is dropped (default 30)\n"
+		   "  --body-timeout SEC     each SEC spent waiting for a request body must bring\n"
+		   "                         body-min-rate x SEC bytes, else 400 RequestTimeout "
+		   "and\n"
+		   "                         nothing is stored (default 30)\n"
+		   "  --body-min-rate N      bytes/s a body must average per window (default 1K)\n"
+		   "  --max-connections N    concurrent connections (default 256)\n"
+		   "  --shutdown-timeout SEC grace for in-flight requests on SIGTERM (default 30)\n"
+		   "  --quiet                no per-request log lines\n"
+		   "  --config FILE          read `name = value` settings (same names as the "
+		   "flags)\n"
+		   "  --peer URL             replicate from this peer (repeatable; env/config: "
+		   "comma list)\n"
+		   "  --peer-credentials F   keys to sign requests to peers (access_key = / "
+		   "secret_key =);\n"
+		   "                         default SEGLAKE_PEER_ACCESS_KEY/_SECRET_KEY, else the "
+		   "root key\n"
+		   "  --repl-trim            trim the oplog to what every pulling peer "
+		   "acknowledged\n"
+		   "  --tls-cert FILE        serve S3 over HTTPS with this PEM certificate chain\n"
+		   "  --tls-key FILE         and this PEM private key (both re-read on SIGHUP)\n"
+		   "  --trusted-proxies CIDRS  take the client address from X-Forwarded-For behind "
+		   "these\n"
+		   "  --metrics-open-cidr CIDRS  serve /metrics without authentication to these "
+		   "addresses\n"
+		   "  --auth-fail-burst N    failed authentications allowed at once per IP/key "
+		   "(default 20)\n"
+		   "  --auth-fail-per-min N  ... then N per minute; more get 503 SlowDown (default "
+		   "30)\n"
+		   "  --max-inflight-per-key N  concurrent requests per access key (default 256)\n"
+		   "  --replay-cache N       refuse a header signature seen again (N entries; "
+		   "default off)\n"
+		   "  --peer-ca FILE         PEM CA bundle that https:// peers' certificates must "
+		   "chain to\n"
+		   "                         (default: the system store; verification cannot be "
+		   "turned off)\n"
+		   "Every setting can also come from the environment: SEGLAKE_LISTEN, "
+		   "SEGLAKE_DATA, ...\n"
+		   "Precedence: flags, then environment, then config file.\n");
 }
 
 static int serve_set(serve_cfg *c, int idx, const char *v, int overwrite)
@@ -145,7 +212,8 @@ static int serve_read_config(serve_cfg *c, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		fprintf(stderr, "seglake serve: cannot read config %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "seglake serve: cannot read config %s: %s\n", path,
+			strerror(errno));
 		return -1;
 	}
 	char line[4096];
@@ -157,7 +225,8 @@ static int serve_read_config(serve_cfg *c, const char *path)
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fprintf(stderr, "seglake serve: %s:%d: expected name = value\n", path, lineno);
+			fprintf(stderr, "seglake serve: %s:%d: expected name = value\n", path,
+				lineno);
 			rc = -1;
 			break;
 		}
@@ -165,8 +234,8 @@ static int serve_read_config(serve_cfg *c, const char *path)
 		char *name = serve_trim(s), *val = serve_trim(eq + 1);
 		int idx = serve_index(name);
 		if (idx < 0 || idx == SV_CONFIG) {
-			fprintf(stderr, "seglake serve: %s:%d: unknown setting '%s'\n", path, lineno,
-				name);
+			fprintf(stderr, "seglake serve: %s:%d: unknown setting '%s'\n", path,
+				lineno, name);
 			rc = -1;
 			break;
 		}
@@ -189,14 +258,28 @@ static int serve_parse_size(const char *s, uint64_t *out)
 	uint64_t mul = 1;
 	if (*end) {
 		switch (*end) {
-		case 'k': case 'K': mul = 1024ull; break;
-		case 'm': case 'M': mul = 1024ull * 1024; break;
-		case 'g': case 'G': mul = 1024ull * 1024 * 1024; break;
-		case 't': case 'T': mul = 1024ull * 1024 * 1024 * 1024; break;
-		default: return -1;
+		case 'k':
+		case 'K':
+			mul = 1024ull;
+			break;
+		case 'm':
+		case 'M':
+			mul = 1024ull * 1024;
+			break;
+		case 'g':
+		case 'G':
+			mul = 1024ull * 1024 * 1024;
+			break;
+		case 't':
+		case 'T':
+			mul = 1024ull * 1024 * 1024 * 1024;
+			break;
+		default:
+			return -1;
 		}
 		end++;
-		if (strcasecmp(end, "") != 0 && strcasecmp(end, "b") != 0 && strcasecmp(end, "ib") != 0)
+		if (strcasecmp(end, "") != 0 && strcasecmp(end, "b") != 0 &&
+		    strcasecmp(end, "ib") != 0)
 			return -1;
 	}
 	if (v > UINT64_MAX / mul)
@@ -258,7 +341,8 @@ static int serve_make_credentials(const char *path, char **ak, char **sk)
 	memcpy(a, "SL", 2);
 	if (serve_random_string(a + 2, 18, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != 0 ||
 	    serve_random_string(s, 40,
-				"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") != 0)
+				"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"
+				"/") != 0)
 		return -1;
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -300,7 +384,9 @@ static int serve_repl_new(serve_cfg *cfg, core *c, const char *ak, const char *s
 		free(copy);
 		return -1;
 	}
-	repl_opts ro = { .peers = peers, .npeers = n, .trim = serve_truthy(cfg->val[SV_REPL_TRIM]) };
+	repl_opts ro = { .peers = peers,
+			 .npeers = n,
+			 .trim = serve_truthy(cfg->val[SV_REPL_TRIM]) };
 	ro.creds.access_key = pak ? pak : ak;
 	ro.creds.secret_key = psk ? psk : sk;
 	ro.creds.region = cfg->val[SV_REGION];
@@ -330,7 +416,8 @@ static int serve_ops_new(serve_cfg *cfg, const char *data, const char *ak, const
 		return -1;
 	}
 	if (changed)
-		printf("seglake: root key %s recorded in the key table (secret sealed with the master key, %s)\n",
+		printf("seglake: root key %s recorded in the key table (secret sealed with the "
+		       "master key, %s)\n",
 		       ak, keys_master_source(*ks));
 	ops_limits_opts lo = { 0 };
 	struct {
@@ -436,7 +523,8 @@ int cli_serve(int argc, char **argv)
 		}
 		char peers[8192]; /* --peer repeats: kept as a comma list */
 		if (opt == 1000 + SV_PEER && cfg.val[SV_PEER] &&
-		    snprintf(peers, sizeof(peers), "%s,%s", cfg.val[SV_PEER], optarg) < (int)sizeof(peers))
+		    snprintf(peers, sizeof(peers), "%s,%s", cfg.val[SV_PEER], optarg) <
+			    (int)sizeof(peers))
 			optarg = peers;
 		if (serve_set(&cfg, opt - 1000, optarg ? optarg : "true", 1) != 0)
 			goto out;
@@ -529,7 +617,8 @@ int cli_serve(int argc, char **argv)
 	int generated = 0;
 	if (cfg.val[SV_ACCESS_KEY] || cfg.val[SV_SECRET_KEY]) {
 		if (!cfg.val[SV_ACCESS_KEY] || !cfg.val[SV_SECRET_KEY]) {
-			fprintf(stderr, "seglake serve: --access-key and --secret-key go together\n");
+			fprintf(stderr, "seglake serve: --access-key and --secret-key go "
+					"together\n");
 			rc = 2;
 			goto out;
 		}
@@ -559,7 +648,8 @@ int cli_serve(int argc, char **argv)
 			}
 			generated = 1;
 		} else if (cr != 0) {
-			fprintf(stderr, "seglake serve: cannot read access_key/secret_key from %s\n",
+			fprintf(stderr,
+				"seglake serve: cannot read access_key/secret_key from %s\n",
 				credpath);
 			goto out;
 		}
@@ -592,7 +682,8 @@ int cli_serve(int argc, char **argv)
 		fo.bucket = cfg.val[SV_BUCKET];
 		fo.allow_other = serve_truthy(cfg.val[SV_ALLOW_OTHER]);
 		if (fs_mount_start(c, &fo, &mnt, &err) != 0) {
-			fprintf(stderr, "seglake serve: cannot mount %s: %s\n", fo.mountpoint, err.msg);
+			fprintf(stderr, "seglake serve: cannot mount %s: %s\n", fo.mountpoint,
+				err.msg);
 			mnt = NULL;
 			goto out;
 		}
@@ -617,8 +708,8 @@ int cli_serve(int argc, char **argv)
 	if (!host[0] || strcmp(host, "0.0.0.0") == 0)
 		snprintf(host, sizeof(host), "127.0.0.1");
 	if (host[0] == '[' || strcmp(host, "::") == 0)
-		snprintf(host, sizeof(host), "%s", strcmp(host, "[::]") == 0 || strcmp(host, "::") == 0 ?
-							   "[::1]" : host);
+		snprintf(host, sizeof(host), "%s",
+			 strcmp(host, "[::]") == 0 || strcmp(host, "::") == 0 ? "[::1]" : host);
 	char endpoint[320];
 	snprintf(endpoint, sizeof(endpoint), "%s://%s:%u", so.tls_cert ? "https" : "http", host,
 		 s3d_port(srv));
@@ -627,10 +718,12 @@ int cli_serve(int argc, char **argv)
 	if (generated)
 		printf("seglake: generated root credentials in %s (mode 0600)\n", credpath);
 	if (cfg.val[SV_ACCESS_KEY])
-		printf("seglake: point awscli at it: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=<your --secret-key> aws --endpoint-url %s s3 ls\n",
+		printf("seglake: point awscli at it: AWS_ACCESS_KEY_ID=%s "
+		       "AWS_SECRET_ACCESS_KEY=<your --secret-key> aws --endpoint-url %s s3 ls\n",
 		       ak, endpoint);
 	else
-		printf("seglake: point awscli at it: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=<secret_key in %s> aws --endpoint-url %s s3 ls\n",
+		printf("seglake: point awscli at it: AWS_ACCESS_KEY_ID=%s "
+		       "AWS_SECRET_ACCESS_KEY=<secret_key in %s> aws --endpoint-url %s s3 ls\n",
 		       ak, credpath, endpoint);
 	if (mnt)
 		printf("seglake: mounted at %s\n", cfg.val[SV_MOUNT]);
@@ -647,20 +740,25 @@ int cli_serve(int argc, char **argv)
 			break;
 		if (sig == SIGHUP && so.tls_cert) {
 			if (s3d_tls_reload_files(srv, &err) == 0)
-				fprintf(stderr, "seglake: SIGHUP: TLS certificate reloaded from %s\n",
+				fprintf(stderr,
+					"seglake: SIGHUP: TLS certificate reloaded from %s\n",
 					so.tls_cert);
 			else
-				fprintf(stderr, "seglake: SIGHUP: TLS reload failed, keeping the current certificate: %s\n",
+				fprintf(stderr,
+					"seglake: SIGHUP: TLS reload failed, keeping the current "
+					"certificate: %s\n",
 					err.msg);
 		}
 		core_tick(c);
 		repl_tick(rp);
 		if (mnt && !mount_gone && fs_mount_done(mnt)) {
-			fprintf(stderr, "seglake: the mount was unmounted from outside; S3 keeps serving\n");
+			fprintf(stderr, "seglake: the mount was unmounted from outside; S3 keeps "
+					"serving\n");
 			mount_gone = 1;
 		}
 	}
-	fprintf(stderr, "seglake: %s received, shutting down (waiting up to %llus for %d request(s))\n",
+	fprintf(stderr,
+		"seglake: %s received, shutting down (waiting up to %llus for %d request(s))\n",
 		sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)grace_sec,
 		s3d_inflight(srv));
 	ops_admin_stop(adm); /* running admin commands stop at a safe point */

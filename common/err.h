@@ -13,9 +13,9 @@
 
 enum sl_code {
 	SL_OK = 0,
-	SL_EINVAL = -1,        /* bad argument or input */
+	SL_EINVAL = -1,	       /* bad argument or input */
 	SL_ENOBUCKET = -2,     /* bucket does not exist */
-	SL_ENOKEY = -3,        /* key does not exist (or latest is a delete marker) */
+	SL_ENOKEY = -3,	       /* key does not exist (or latest is a delete marker) */
 	SL_ENOVERSION = -4,    /* version id does not exist */
 	SL_EBUCKETEXISTS = -5, /* bucket already exists */
 	SL_ENOTEMPTY = -6,     /* bucket (or directory) not empty */
@@ -25,7 +25,7 @@ enum sl_code {
 	SL_EPARTORDER = -10,   /* multipart parts not ascending */
 	SL_ETOOSMALL = -11,    /* multipart part below the minimum size */
 	SL_ETOOLARGE = -12,    /* object over the configured maximum */
-	SL_EIO = -13,          /* I/O error from the disk */
+	SL_EIO = -13,	       /* I/O error from the disk */
 	SL_ENOSPC = -14,       /* disk full */
 	SL_ECORRUPT = -15,     /* stored bytes fail their checksum */
 	SL_ELOCKED = -16,      /* data dir held by another process */
@@ -44,8 +44,7 @@ typedef struct sl_err {
 } sl_err;
 
 /* Sets err (if non-NULL) and returns code, so callers can `return sl_err_set(...)`. */
-int sl_err_set(sl_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int sl_err_set(sl_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sl_err_clear(sl_err *err);
 /* Stable short name of a code ("ENOBUCKET"), for logs and CLI messages. */
 const char *sl_code_name(int code);

@@ -23,8 +23,9 @@ static int oplog_add(core *c, meta_conn *w, json_t *op, const char *kind, const 
 	char *body = json_dumps(op, JSON_COMPACT);
 	if (!body)
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
-	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO oplog(hlc, node, kind, bucket, key, vid, body) "
-					"VALUES(?1,?2,?3,?4,?5,?6,?7)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT INTO oplog(hlc, node, kind, bucket, key, vid, body) "
+				     "VALUES(?1,?2,?3,?4,?5,?6,?7)",
 				     err);
 	if (!st) {
 		free(body);
@@ -49,8 +50,9 @@ static int oplog_add(core *c, meta_conn *w, json_t *op, const char *kind, const 
  * delete marker (or there is none). */
 static int current_fix(meta_conn *w, const char *b, const char *k, sl_err *err)
 {
-	sqlite3_stmt *st = meta_stmt(w, "SELECT id, dm FROM versions WHERE bucket=?1 AND key=?2 "
-					"AND state IN (0,3) ORDER BY hlc DESC, node DESC LIMIT 1",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT id, dm FROM versions WHERE bucket=?1 AND key=?2 "
+				     "AND state IN (0,3) ORDER BY hlc DESC, node DESC LIMIT 1",
 				     err);
 	if (!st)
 		return err->code;
@@ -69,8 +71,9 @@ static int current_fix(meta_conn *w, const char *b, const char *k, sl_err *err)
 	}
 	sqlite3_reset(st);
 	if (id && !dm) {
-		st = meta_stmt(w, "INSERT INTO current(bucket, key, vrow) VALUES(?1,?2,?3) "
-				  "ON CONFLICT(bucket, key) DO UPDATE SET vrow=excluded.vrow",
+		st = meta_stmt(w,
+			       "INSERT INTO current(bucket, key, vrow) VALUES(?1,?2,?3) "
+			       "ON CONFLICT(bucket, key) DO UPDATE SET vrow=excluded.vrow",
 			       err);
 		if (!st)
 			return err->code;
@@ -129,9 +132,10 @@ typedef struct latest {
 static int latest_get(meta_conn *w, const char *b, const char *k, latest *l, sl_err *err)
 {
 	memset(l, 0, sizeof(*l));
-	sqlite3_stmt *st = meta_stmt(w, "SELECT id, hlc, node, vid, dm, state FROM versions "
-					"WHERE bucket=?1 AND key=?2 AND state IN (0,3) "
-					"ORDER BY hlc DESC, node DESC LIMIT 1",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT id, hlc, node, vid, dm, state FROM versions "
+				     "WHERE bucket=?1 AND key=?2 AND state IN (0,3) "
+				     "ORDER BY hlc DESC, node DESC LIMIT 1",
 				     err);
 	if (!st)
 		return err->code;
@@ -183,8 +187,9 @@ static int bucket_autocreate(core *c, meta_conn *w, json_t *op, const char *b, s
 {
 	/* a replicated write into a bucket deleted here: writes win over the
 	 * bucket deletion, so the bucket comes back (unversioned) */
-	sqlite3_stmt *st = meta_stmt(w, "INSERT OR IGNORE INTO buckets(name, versioning, "
-					"created_ms, hlc, node) VALUES(?1, 0, ?2, ?3, ?4)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT OR IGNORE INTO buckets(name, versioning, "
+				     "created_ms, hlc, node) VALUES(?1, 0, ?2, ?3, ?4)",
 				     err);
 	if (!st)
 		return err->code;
@@ -284,7 +289,7 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 	size_t n = 0;
 	json_t *meta = json_object_get(op, "meta");
 	char *meta_s = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS)
-					   : strdup("{}");
+					    : strdup("{}");
 	rc = chunks_index(w, json_object_get(op, "chunks"), &ch, &n, err);
 	size_t blen = 0;
 	void *blob = rc == 0 ? core_chunks_blob(ch, n, &blen) : NULL;
@@ -294,9 +299,10 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 	json_t *parts = json_object_get(op, "parts");
 	char *parts_s = json_is_array(parts) ? json_dumps(parts, JSON_COMPACT) : NULL;
 	if (rc == 0) {
-		st = meta_stmt(w, "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
-				  " mtime_ms, meta, state, chunks, parts) "
-				  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+		st = meta_stmt(w,
+			       "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
+			       " mtime_ms, meta, state, chunks, parts) "
+			       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
 			       err);
 		if (!st)
 			rc = err->code;
@@ -348,7 +354,8 @@ static int apply_vdelete(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (rc == 0)
 		rc = current_fix(w, b, k, err);
 	if (rc == 0)
-		rc = oplog_add(c, w, op, core_jstr(op, "kind") ? core_jstr(op, "kind") : "vdelete", b, k, v, err);
+		rc = oplog_add(c, w, op, core_jstr(op, "kind") ? core_jstr(op, "kind") : "vdelete",
+			       b, k, v, err);
 	return rc;
 }
 
@@ -372,8 +379,9 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		else if (!exists)
 			skip = 1;
 		else if (strcmp(what, "bucket-delete") == 0) {
-			st = meta_stmt(w, "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 AND "
-					  "state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
+			st = meta_stmt(w,
+				       "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 AND "
+				       "state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
 				       err);
 			if (!st)
 				return err->code;
@@ -385,7 +393,8 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 			if (!st)
 				return err->code;
 			sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-			skip = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > core_jint(op, "hlc");
+			skip = sqlite3_step(st) == SQLITE_ROW &&
+			       sqlite3_column_int64(st, 0) > core_jint(op, "hlc");
 			sqlite3_reset(st);
 		}
 		if (skip)
@@ -401,8 +410,9 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 			return rc;
 	}
 	if (strcmp(what, "bucket-create") == 0) {
-		st = meta_stmt(w, "INSERT INTO buckets(name, versioning, created_ms, hlc, node) "
-				  "VALUES(?1,?2,?3,?4,?5)",
+		st = meta_stmt(w,
+			       "INSERT INTO buckets(name, versioning, created_ms, hlc, node) "
+			       "VALUES(?1,?2,?3,?4,?5)",
 			       err);
 		if (!st)
 			return err->code;
@@ -410,8 +420,8 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		sqlite3_bind_int(st, 2, (int)core_jint(op, "vers"));
 		sqlite3_bind_int64(st, 3, core_jint(op, "ms"));
 		sqlite3_bind_int64(st, 4, core_jint(op, "hlc"));
-		sqlite3_bind_text(st, 5, core_jstr(op, "node") ? core_jstr(op, "node") : c->node, -1,
-				  SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, core_jstr(op, "node") ? core_jstr(op, "node") : c->node,
+				  -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			sqlite3_reset(st);
 			return sl_err_set(err, SL_EBUCKETEXISTS, "bucket %s already exists", b);
@@ -460,9 +470,10 @@ static int apply_bucket(core *c, meta_conn *w, json_t *op, const char *what, int
 		if ((rc = bucket_exists(w, b, err)) < 0)
 			return rc;
 		if (value) {
-			st = meta_stmt(w, "INSERT INTO bucket_config(bucket, name, value) "
-					  "VALUES(?1,?2,?3) ON CONFLICT(bucket, name) DO UPDATE "
-					  "SET value=excluded.value",
+			st = meta_stmt(w,
+				       "INSERT INTO bucket_config(bucket, name, value) "
+				       "VALUES(?1,?2,?3) ON CONFLICT(bucket, name) DO UPDATE "
+				       "SET value=excluded.value",
 				       err);
 			if (!st)
 				return err->code;
@@ -497,8 +508,9 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 			return rc;
 		char *m = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS)
 					       : strdup("{}");
-		st = meta_stmt(w, "INSERT INTO uploads(id, bucket, key, meta, created_ms) "
-				  "VALUES(?1,?2,?3,?4,?5)",
+		st = meta_stmt(w,
+			       "INSERT INTO uploads(id, bucket, key, meta, created_ms) "
+			       "VALUES(?1,?2,?3,?4,?5)",
 			       err);
 		if (!st || !m) {
 			free(m);
@@ -523,8 +535,9 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 		free(ch);
 		if (!blob)
 			return sl_err_set(err, SL_ENOMEM, "out of memory");
-		st = meta_stmt(w, "INSERT OR REPLACE INTO parts(upload, num, size, etag, mtime_ms, "
-				  "chunks) VALUES(?1,?2,?3,?4,?5,?6)",
+		st = meta_stmt(w,
+			       "INSERT OR REPLACE INTO parts(upload, num, size, etag, mtime_ms, "
+			       "chunks) VALUES(?1,?2,?3,?4,?5,?6)",
 			       err);
 		if (!st) {
 			free(blob);
@@ -533,7 +546,8 @@ static int apply_mpu(meta_conn *w, json_t *op, const char *what, sl_err *err)
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, (int)core_jint(op, "num"));
 		sqlite3_bind_int64(st, 3, core_jint(op, "size"));
-		sqlite3_bind_text(st, 4, core_jstr(op, "etag") ? core_jstr(op, "etag") : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, core_jstr(op, "etag") ? core_jstr(op, "etag") : "", -1,
+				  SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, core_jint(op, "ms"));
 		sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_TRANSIENT);
 		free(blob);
@@ -558,8 +572,9 @@ static int origin_seen(meta_conn *w, json_t *op, sl_err *err)
 	const char *node = core_jstr(op, "node");
 	if (!node)
 		return 0;
-	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
-					"ON CONFLICT(node) DO UPDATE SET hlc=max(hlc, excluded.hlc)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
+				     "ON CONFLICT(node) DO UPDATE SET hlc=max(hlc, excluded.hlc)",
 				     err);
 	if (!st)
 		return err->code;
@@ -587,9 +602,10 @@ static int apply_repl(core *c, meta_conn *w, json_t *op, sl_err *err)
 		if ((rc = apply_one(c, w, inner, 1, err)) < 0)
 			return rc;
 	}
-	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO peers(peer, seq, updated_ms) VALUES(?1,?2,?3) "
-					"ON CONFLICT(peer) DO UPDATE SET seq=max(seq, excluded.seq), "
-					"updated_ms=excluded.updated_ms",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT INTO peers(peer, seq, updated_ms) VALUES(?1,?2,?3) "
+				     "ON CONFLICT(peer) DO UPDATE SET seq=max(seq, excluded.seq), "
+				     "updated_ms=excluded.updated_ms",
 				     err);
 	if (!st)
 		return err->code;

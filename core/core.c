@@ -73,8 +73,7 @@ static int is_hole(const core_chunkref *r)
 	return memcmp(r->hash, zero, 32) == 0;
 }
 
-json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size_t n,
-			 sl_err *err)
+json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size_t n, sl_err *err)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -82,7 +81,8 @@ json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size
 			json_array_append_new(arr, json_pack("[nI]", (json_int_t)ch[i].len));
 			continue;
 		}
-		sqlite3_stmt *st = meta_stmt(conn, "SELECT seg, off FROM chunks WHERE hash=?1", err);
+		sqlite3_stmt *st =
+			meta_stmt(conn, "SELECT seg, off FROM chunks WHERE hash=?1", err);
 		if (!st) {
 			json_decref(arr);
 			return NULL;
@@ -164,7 +164,8 @@ int core_meta_valid(const char *meta, sl_err *err)
 	{
 		if (!json_is_string(v)) {
 			json_decref(j);
-			return sl_err_set(err, SL_EINVAL, "metadata value of %s is not a string", k);
+			return sl_err_set(err, SL_EINVAL, "metadata value of %s is not a string",
+					  k);
 		}
 	}
 	json_decref(j);
@@ -230,22 +231,23 @@ int core_row_objinfo(sqlite3_stmt *st, int c0, core_objinfo *oi, core_chunkref *
 	return 0;
 }
 
-int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
-			  const char *vid, core_objinfo *oi, core_chunkref **chunks,
-			  size_t *nchunks, sl_err *err)
+int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key, const char *vid,
+			  core_objinfo *oi, core_chunkref **chunks, size_t *nchunks, sl_err *err)
 {
 	sqlite3_stmt *st;
 	if (vid && *vid) {
-		st = meta_stmt(conn, "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 "
-				     "AND v.key=?2 AND v.vid=?3",
+		st = meta_stmt(conn,
+			       "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 "
+			       "AND v.key=?2 AND v.vid=?3",
 			       err);
 		if (!st)
 			return err->code;
 		sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
 	} else {
-		st = meta_stmt(conn, "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 "
-				     "AND v.key=?2 AND v.state IN (0,3) ORDER BY v.hlc DESC, "
-				     "v.node DESC LIMIT 1",
+		st = meta_stmt(conn,
+			       "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 "
+			       "AND v.key=?2 AND v.state IN (0,3) ORDER BY v.hlc DESC, "
+			       "v.node DESC LIMIT 1",
 			       err);
 		if (!st)
 			return err->code;
@@ -256,8 +258,8 @@ int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
 	if (r == SQLITE_DONE) {
 		sqlite3_reset(st);
 		if (vid && *vid)
-			return sl_err_set(err, SL_ENOVERSION, "no version %s of %s/%s", vid,
-					  bucket, key);
+			return sl_err_set(err, SL_ENOVERSION, "no version %s of %s/%s", vid, bucket,
+					  key);
 		return sl_err_set(err, SL_ENOKEY, "no such key %s/%s", bucket, key);
 	}
 	if (r != SQLITE_ROW) {
@@ -311,8 +313,9 @@ static int read_node_id(const char *dir, char node[17], sl_err *err)
 	path_join(p, sizeof(p), dir, "node_id");
 	FILE *f = fopen(p, "r");
 	if (!f)
-		return sl_err_set(err, SL_EINVAL, "%s is not a seglake data dir (no node_id: run "
-						  "'seglake init %s')",
+		return sl_err_set(err, SL_EINVAL,
+				  "%s is not a seglake data dir (no node_id: run "
+				  "'seglake init %s')",
 				  dir, dir);
 	char buf[64] = "";
 	if (!fgets(buf, sizeof(buf), f)) {
@@ -373,7 +376,8 @@ static int take_lock(core *c, sl_err *err)
 	path_join(p, sizeof(p), c->dir, "lock");
 	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return sl_err_set(err, sl_code_from_errno(errno), "open %s: %s", p, strerror(errno));
+		return sl_err_set(err, sl_code_from_errno(errno), "open %s: %s", p,
+				  strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		char buf[32] = "";
 		ssize_t r = pread(fd, buf, sizeof(buf) - 1, 0);
@@ -464,9 +468,10 @@ static int collect_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *p
 		if ((rc = replay_begin(rp)) < 0)
 			return rc;
 		meta_conn *w = meta_writer(rp->c->md);
-		sqlite3_stmt *st = meta_stmt(
-			w, "INSERT OR IGNORE INTO chunks(hash, seg, off, len) VALUES(?1,?2,?3,?4)",
-			rp->err);
+		sqlite3_stmt *st = meta_stmt(w,
+					     "INSERT OR IGNORE INTO chunks(hash, seg, off, len) "
+					     "VALUES(?1,?2,?3,?4)",
+					     rp->err);
 		if (!st)
 			return rp->err->code;
 		sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
@@ -493,10 +498,10 @@ static int collect_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *p
 				rp->aborted = p;
 		}
 		if (rc == 0)
-			rp->aborted[rp->naborted++] = (store_loc){
-				(uint64_t)json_integer_value(json_array_get(a, 0)),
-				(uint64_t)json_integer_value(json_array_get(a, 1)), 0
-			};
+			rp->aborted[rp->naborted++] =
+				(store_loc){ (uint64_t)json_integer_value(json_array_get(a, 0)),
+					     (uint64_t)json_integer_value(json_array_get(a, 1)),
+					     0 };
 	} else if (json_is_integer(q)) {
 		if (rp->nrecs == rp->caprecs) {
 			rp->caprecs = rp->caprecs ? rp->caprecs * 2 : 256;
@@ -561,8 +566,9 @@ static int do_replay(core *c, store_pos from, int rebuild, sl_err *err)
 	meta_state_get_int(w, "jseq", &have, NULL);
 	int rc = store_scan(c->st, from, collect_fn, &rp, &e2);
 	if (rc == SL_ECORRUPT) {
-		fprintf(stderr, "seglake: replay: %s (records after it in that segment were "
-				"skipped)\n",
+		fprintf(stderr,
+			"seglake: replay: %s (records after it in that segment were "
+			"skipped)\n",
 			e2.msg);
 		rc = 0;
 	} else if (rc < 0 && err && err->code == 0) {
@@ -580,7 +586,8 @@ static int do_replay(core *c, store_pos from, int rebuild, sl_err *err)
 		jrec *r = &rp.recs[i];
 		int cancelled = 0;
 		for (size_t k = 0; k < rp.naborted && !cancelled; k++)
-			cancelled = rp.aborted[k].seg == r->loc.seg && rp.aborted[k].off == r->loc.off;
+			cancelled = rp.aborted[k].seg == r->loc.seg &&
+				    rp.aborted[k].off == r->loc.off;
 		if (cancelled || r->jseq <= last)
 			continue; /* cancelled, already in the index, or a duplicate copy */
 		if (cap < r->loc.len + 1) {
@@ -614,8 +621,9 @@ static int do_replay(core *c, store_pos from, int rebuild, sl_err *err)
 	}
 	c->jseq = last;
 	if (rc == 0 && applied && !rebuild)
-		fprintf(stderr, "seglake: recovery: rolled forward %" PRIu64 " committed "
-				"journal record(s)\n",
+		fprintf(stderr,
+			"seglake: recovery: rolled forward %" PRIu64 " committed "
+			"journal record(s)\n",
 			applied);
 	free(rp.aborted);
 	free(rp.recs);
@@ -663,8 +671,10 @@ static int oplog_head_load(core *c, sl_err *err)
 int64_t core_oplog_head_db(meta_conn *w)
 {
 	/* the AUTOINCREMENT sequence survives trimming, MAX(seq) would not */
-	sqlite3_stmt *st = meta_stmt(w, "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
-					"COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
+				     "COALESCE((SELECT seq FROM sqlite_sequence WHERE "
+				     "name='oplog'), 0))",
 				     NULL);
 	int64_t h = -1;
 	if (st && sqlite3_step(st) == SQLITE_ROW)
@@ -907,7 +917,8 @@ int core_commit(core *c, core_prepare_fn fn, void *arg, sl_err *err)
 {
 	if (__atomic_load_n(&c->maint, __ATOMIC_SEQ_CST))
 		return sl_err_set(err, SL_EMAINT,
-				  "the lake is in maintenance mode: writes are refused, reads work");
+				  "the lake is in maintenance mode: writes are refused, reads "
+				  "work");
 	return core_commit_internal(c, fn, arg, err);
 }
 
@@ -967,16 +978,16 @@ int core_txn_apply(core *c, meta_conn *w, core_txn *t, json_t *op, sl_err *err)
 
 /* ---- oplog feed ------------------------------------------------------------- */
 
-int core_oplog_read(core *c, int64_t after, int max, core_oplog_entry **out, size_t *n,
-		    sl_err *err)
+int core_oplog_read(core *c, int64_t after, int max, core_oplog_entry **out, size_t *n, sl_err *err)
 {
 	*out = NULL;
 	*n = 0;
 	if (max <= 0)
 		max = 1000;
 	meta_conn *r = meta_reader(c->md);
-	sqlite3_stmt *st = meta_stmt(r, "SELECT seq, hlc, node, kind, bucket, key, vid, body "
-					"FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	sqlite3_stmt *st = meta_stmt(r,
+				     "SELECT seq, hlc, node, kind, bucket, key, vid, body "
+				     "FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 				     err);
 	if (!st) {
 		meta_reader_release(c->md, r);
@@ -994,8 +1005,7 @@ int core_oplog_read(core *c, int64_t after, int max, core_oplog_entry **out, siz
 		snprintf(e[k].kind, sizeof(e[k].kind), "%s", sqlite3_column_text(st, 3));
 		e[k].bucket = sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : col_dup(st, 4);
 		e[k].key = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : col_dup(st, 5);
-		e[k].version_id =
-			sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : col_dup(st, 6);
+		e[k].version_id = sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : col_dup(st, 6);
 		e[k].body = col_dup(st, 7);
 		k++;
 	}
@@ -1061,11 +1071,13 @@ int core_stats_get(core *c, core_stats *out, sl_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	meta_conn *r = meta_reader(c->md);
-	static const char *q =
-		"SELECT (SELECT COUNT(*) FROM buckets), (SELECT COUNT(*) FROM current),"
-		" (SELECT COUNT(*) FROM versions),"
-		" (SELECT COALESCE(SUM(v.size),0) FROM current cu JOIN versions v ON v.id=cu.vrow),"
-		" (SELECT COUNT(*) FROM chunks), (SELECT COALESCE(SUM(len),0) FROM chunks)";
+	static const char *q = "SELECT (SELECT COUNT(*) FROM buckets), (SELECT COUNT(*) FROM "
+			       "current),"
+			       " (SELECT COUNT(*) FROM versions),"
+			       " (SELECT COALESCE(SUM(v.size),0) FROM current cu JOIN versions v "
+			       "ON v.id=cu.vrow),"
+			       " (SELECT COUNT(*) FROM chunks), (SELECT COALESCE(SUM(len),0) FROM "
+			       "chunks)";
 	sqlite3_stmt *st = meta_stmt(r, q, err);
 	int rc = 0;
 	if (!st)

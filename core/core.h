@@ -73,7 +73,7 @@ enum core_versioning {
 
 typedef struct core_bucket {
 	char name[64];
-	int versioning;     /* enum core_versioning */
+	int versioning;	    /* enum core_versioning */
 	int64_t created_ms; /* unix ms */
 } core_bucket;
 
@@ -109,15 +109,15 @@ enum core_vstate {
 typedef struct core_objinfo {
 	char *bucket;
 	char *key;
-	char *version_id;  /* "null" for the null version */
+	char *version_id; /* "null" for the null version */
 	uint64_t size;
-	char etag[72];     /* without quotes: 32 hex, or 32 hex + "-N" */
-	int64_t mtime_ms;  /* Last-Modified, unix ms */
-	char *meta;        /* JSON object: lowercase header name -> string value
-	                    * (content-type, cache-control, x-amz-meta-*, x-amz-checksum-*) */
+	char etag[72];	  /* without quotes: 32 hex, or 32 hex + "-N" */
+	int64_t mtime_ms; /* Last-Modified, unix ms */
+	char *meta;	  /* JSON object: lowercase header name -> string value
+			   * (content-type, cache-control, x-amz-meta-*, x-amz-checksum-*) */
 	int delete_marker;
 	int is_latest;
-	int state;         /* enum core_vstate */
+	int state; /* enum core_vstate */
 	uint64_t hlc;
 	char node[17];
 } core_objinfo;
@@ -142,16 +142,16 @@ int core_version_parts(core *c, const char *bucket, const char *key, const char 
 
 /* Conditions checked atomically at commit time. */
 typedef struct core_cond {
-	const char *if_match;      /* etag (no quotes) the current version must have, or "*" */
+	const char *if_match;	   /* etag (no quotes) the current version must have, or "*" */
 	const char *if_none_match; /* only "*" is meaningful for writes: key must not exist */
-	const char *if_version;    /* current version id must equal this (FUSE close-to-open) */
+	const char *if_version;	   /* current version id must equal this (FUSE close-to-open) */
 } core_cond;
 
 typedef struct core_put_opts {
-	const char *meta;          /* JSON object of stored headers (see core_objinfo.meta); NULL = {} */
+	const char *meta; /* JSON object of stored headers (see core_objinfo.meta); NULL = {} */
 	const uint8_t *content_md5; /* 16 bytes to verify against the data, or NULL */
 	core_cond cond;
-	const char *kind;          /* oplog kind: NULL = "put"; "mkdir", "meta", ... */
+	const char *kind; /* oplog kind: NULL = "put"; "mkdir", "meta", ... */
 } core_put_opts;
 
 /* A writer streams one object in: memory is bounded by one chunk buffer,
@@ -160,12 +160,10 @@ typedef struct core_put_opts {
  * computed on the way (the ETag). Nothing is visible until commit. */
 typedef struct core_writer core_writer;
 
-int core_put_begin(core *c, const char *bucket, const char *key, core_writer **out,
-		   sl_err *err);
+int core_put_begin(core *c, const char *bucket, const char *key, core_writer **out, sl_err *err);
 int core_put_write(core_writer *w, const void *buf, size_t len, sl_err *err);
 /* Commits the object; fills *out (may be NULL). Frees w whatever the result. */
-int core_put_commit(core_writer *w, const core_put_opts *opts, core_objinfo *out,
-		    sl_err *err);
+int core_put_commit(core_writer *w, const core_put_opts *opts, core_objinfo *out, sl_err *err);
 void core_put_abort(core_writer *w);
 uint64_t core_writer_size(const core_writer *w);
 /* The MD5 of what was written so far is final after the last write. */
@@ -201,8 +199,8 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 /* Commits a version made of the given chunks in order. etag: if NULL, the
  * multipart form over the chunks' MD5s is computed ("md5(md5s)-N"). */
 int core_put_chunks(core *c, const char *bucket, const char *key, const core_chunkref *chunks,
-		    size_t nchunks, const char *etag, const core_put_opts *opts,
-		    core_objinfo *out, sl_err *err);
+		    size_t nchunks, const char *etag, const core_put_opts *opts, core_objinfo *out,
+		    sl_err *err);
 /* The chunk list of a version (latest if version_id NULL); *chunks malloc'd. */
 int core_get_chunks(core *c, const char *bucket, const char *key, const char *version_id,
 		    core_objinfo *info, core_chunkref **chunks, size_t *nchunks, sl_err *err);
@@ -224,8 +222,8 @@ void core_reader_free(core_reader *r);
 /* ---- deleting, copying, renaming, metadata -------------------------------- */
 
 typedef struct core_del_result {
-	int delete_marker;      /* a delete marker was created, or the deleted version was one */
-	char version_id[64];    /* the marker's id, or the permanently deleted version's id */
+	int delete_marker;   /* a delete marker was created, or the deleted version was one */
+	char version_id[64]; /* the marker's id, or the permanently deleted version's id */
 } core_del_result;
 
 /* version_id NULL: S3 DeleteObject semantics for the bucket's versioning state
@@ -249,12 +247,12 @@ enum core_rename_flags {
 /* Moves the latest version of src to dst in one transaction: dst gets a new
  * version sharing src's chunks and metadata, src gets deleted (as core_delete).
  * Journalled as per-key ops (delete + put) for last-writer-wins per key. */
-int core_rename(core *c, const char *bucket, const char *src_key, const char *dst_key,
-		int flags, sl_err *err);
+int core_rename(core *c, const char *bucket, const char *src_key, const char *dst_key, int flags,
+		sl_err *err);
 /* Moves every key under src_prefix to dst_prefix (both ending in '/'), in one
  * transaction. Returns the number of keys moved (>= 0) or SL_E*. */
-long core_rename_prefix(core *c, const char *bucket, const char *src_prefix,
-			const char *dst_prefix, sl_err *err);
+long core_rename_prefix(core *c, const char *bucket, const char *src_prefix, const char *dst_prefix,
+			sl_err *err);
 /* Replaces the latest version's metadata (new version sharing the chunks). */
 int core_set_meta(core *c, const char *bucket, const char *key, const char *meta,
 		  const core_cond *cond, core_objinfo *out, sl_err *err);
@@ -262,21 +260,21 @@ int core_set_meta(core *c, const char *bucket, const char *key, const char *meta
 /* ---- listing ------------------------------------------------------------- */
 
 typedef struct core_list_opts {
-	const char *prefix;       /* NULL = "" */
-	const char *delimiter;    /* NULL or "" = none */
-	const char *start_after;  /* list keys strictly after this (marker / token) */
+	const char *prefix;	    /* NULL = "" */
+	const char *delimiter;	    /* NULL or "" = none */
+	const char *start_after;    /* list keys strictly after this (marker / token) */
 	const char *version_marker; /* versions listing: resume after this version of start_after */
-	int max_keys;             /* 0..1000; entries + prefixes count together */
-	int versions;             /* list every version and delete marker */
+	int max_keys;		    /* 0..1000; entries + prefixes count together */
+	int versions;		    /* list every version and delete marker */
 } core_list_opts;
 
 typedef struct core_list_result {
 	core_objinfo *objs;
 	size_t nobjs;
-	char **prefixes;          /* CommonPrefixes, sorted, unique */
+	char **prefixes; /* CommonPrefixes, sorted, unique */
 	size_t nprefixes;
 	int truncated;
-	char *next_marker;        /* key (or prefix) to resume after, if truncated */
+	char *next_marker;	   /* key (or prefix) to resume after, if truncated */
 	char *next_version_marker; /* versions listing only */
 } core_list_result;
 
@@ -296,17 +294,17 @@ enum core_name_want {
 };
 
 typedef struct core_name_info {
-	int is_file;        /* the object key exists: file filled */
-	int is_dir;         /* some live key starts with key + "/" */
-	int has_marker;     /* the object key + "/" exists: marker filled */
+	int is_file;	/* the object key exists: file filled */
+	int is_dir;	/* some live key starts with key + "/" */
+	int has_marker; /* the object key + "/" exists: marker filled */
 	core_objinfo file;
 	core_objinfo marker;
 } core_name_info;
 
 /* 0 (whatever was found, possibly nothing), SL_ENOBUCKET, or another error.
  * key is the name without the trailing "/": 1 to CORE_MAX_KEY - 1 bytes. */
-int core_name_stat(core *c, const char *bucket, const char *key, int want,
-		   core_name_info *out, sl_err *err);
+int core_name_stat(core *c, const char *bucket, const char *key, int want, core_name_info *out,
+		   sl_err *err);
 void core_name_info_clear(core_name_info *ni);
 
 /* ---- multipart uploads --------------------------------------------------- */
@@ -330,8 +328,7 @@ int core_mpu_create(core *c, const char *bucket, const char *key, const char *me
  * committed with core_mpu_part_commit (replacing any earlier part number). */
 int core_mpu_part_begin(core *c, const char *bucket, const char *key, const char *upload_id,
 			int part_number, core_writer **out, sl_err *err);
-int core_mpu_part_commit(core_writer *w, const uint8_t *content_md5, core_part *out,
-			 sl_err *err);
+int core_mpu_part_commit(core_writer *w, const uint8_t *content_md5, core_part *out, sl_err *err);
 /* UploadPartCopy: the part shares chunks of the source range where chunk
  * boundaries allow and copies only the partial chunks at its ends. */
 int core_mpu_part_copy(core *c, const char *bucket, const char *key, const char *upload_id,
@@ -358,15 +355,15 @@ void core_uploads_free(core_upload *u, size_t n);
 /* ---- oplog ---------------------------------------------------------------- */
 
 typedef struct core_oplog_entry {
-	int64_t seq;      /* local, strictly increasing */
+	int64_t seq; /* local, strictly increasing */
 	uint64_t hlc;
-	char node[17];    /* origin node */
-	char kind[16];    /* put, delete, copy, rename, mkdir, meta, mpu, vdelete,
-	                   * bucket-create, bucket-delete, bucket-versioning, bucket-config */
+	char node[17]; /* origin node */
+	char kind[16]; /* put, delete, copy, rename, mkdir, meta, mpu, vdelete,
+			* bucket-create, bucket-delete, bucket-versioning, bucket-config */
 	char *bucket;
-	char *key;        /* NULL for bucket ops */
+	char *key; /* NULL for bucket ops */
 	char *version_id;
-	char *body;       /* the op as JSON (what replication ships) */
+	char *body; /* the op as JSON (what replication ships) */
 } core_oplog_entry;
 
 /* Entries with seq > after, at most max, in seq order; free with core_oplog_free. */
@@ -393,12 +390,11 @@ void core_wake(core *c);
 int core_chunk_has(core *c, const uint8_t hash[32], uint32_t *len);
 /* Stores a chunk received from a peer; SL_ECORRUPT if data does not hash to
  * hash. Like core_chunk_put it is durable once a commit references it. */
-int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_t len,
-		      sl_err *err);
+int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_t len, sl_err *err);
 /* The chunks named by oplog bodies (core_oplog_entry.body) that are not stored
  * here, each once; *out is malloc'd, 32 bytes per hash. */
-int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **out,
-		      size_t *nout, sl_err *err);
+int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **out, size_t *nout,
+		      sl_err *err);
 /* Applies oplog bodies pulled from (or pushed by) peer, in the peer's order,
  * and records peer_seq (the peer's oplog position they reach) in the same
  * transaction. Ops this node already has (its own, or an origin's op at or
@@ -428,8 +424,7 @@ void core_snapread_close(core_snapread *s);
  * Rows are written as given (no last-writer-wins) and journalled. */
 int core_snapshot_begin(core *c, sl_err *err);
 int core_snapshot_apply(core *c, const char *const *recs, size_t n, sl_err *err);
-int core_snapshot_finish(core *c, const char *peer, int64_t seq, const char *origins,
-			 sl_err *err);
+int core_snapshot_finish(core *c, const char *peer, int64_t seq, const char *origins, sl_err *err);
 /* 1 if a snapshot bootstrap began here and did not finish. */
 int core_snapshot_partial(core *c);
 /* If this lake was bootstrapped from node's snapshot: the oplog horizon that
@@ -439,7 +434,7 @@ int64_t core_snapshot_source(core *c, const char *node);
 
 typedef struct core_peer {
 	char *peer;
-	int64_t seq;        /* the peer's oplog position applied here */
+	int64_t seq; /* the peer's oplog position applied here */
 	int64_t updated_ms;
 } core_peer;
 /* 0 if the peer is unknown. */

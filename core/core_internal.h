@@ -29,9 +29,9 @@ struct core {
 	pthread_mutex_t qmu;
 	pthread_cond_t qcv;
 	struct core_txn *qhead, *qtail;
-	hlc_clock hlc;         /* used by the leader only */
-	int64_t pending_head;  /* oplog seq written in the open transaction */
-	int64_t jseq;          /* last journal record sequence issued */
+	hlc_clock hlc;	      /* used by the leader only */
+	int64_t pending_head; /* oplog seq written in the open transaction */
+	int64_t jseq;	      /* last journal record sequence issued */
 
 	/* chunks appended but not yet in the chunk index (hash -> location);
 	 * an entry leaves once a commit has indexed the chunk */
@@ -39,9 +39,9 @@ struct core {
 	struct core_pending **pending;
 	size_t npending_buckets;
 
-	int maint;             /* maintenance mode: user writes refused (atomic) */
-	int ndamaged;          /* rows in the damaged table (atomic) */
-	pthread_mutex_t gcmu;  /* one gc or snapshot at a time */
+	int maint;	      /* maintenance mode: user writes refused (atomic) */
+	int ndamaged;	      /* rows in the damaged table (atomic) */
+	pthread_mutex_t gcmu; /* one gc or snapshot at a time */
 
 	/* background chunk storing (core_chunk_put_async) */
 	pthread_mutex_t jmu;
@@ -50,9 +50,9 @@ struct core {
 	pthread_t jthreads[2];
 	int njthreads;
 	int jstop;
-	int jinflight; /* jobs queued or running, bounded by CORE_ASYNC_MAX */
+	int jinflight;	/* jobs queued or running, bounded by CORE_ASYNC_MAX */
 	int jreadahead; /* reader read-ahead buffers held, bounded by CORE_ASYNC_MAX */
-	int jwslots;    /* writer chunk buffers in the background, bounded by CORE_WSLOTS_MAX */
+	int jwslots;	/* writer chunk buffers in the background, bounded by CORE_WSLOTS_MAX */
 	/* idle CORE_CHUNK_SIZE buffers kept for reuse (core_chunkbuf_get) */
 	void *jbufs[CORE_ASYNC_MAX];
 	int njbufs;
@@ -134,8 +134,7 @@ int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t 
 int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[32], int cold,
 		     core_chunkref *ref, sl_err *err);
 /* Location of a stored chunk: index first, then the pending map. */
-int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
-		   sl_err *err);
+int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc, sl_err *err);
 
 /* Sets op.prev to the (hlc, node) of the key's latest version, if any. */
 int core_latest_prev(meta_conn *w, const char *b, const char *k, json_t *op, sl_err *err);
@@ -147,21 +146,19 @@ json_t *core_op_new(core *c, const char *op);
 void *core_chunks_blob(const core_chunkref *ch, size_t n, size_t *len);
 int core_chunks_from_blob(const void *blob, size_t len, core_chunkref **out, size_t *n);
 /* chunk list -> JSON [[hexhash, len, seg, off] | [null, len]] with locations */
-json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size_t n,
-			 sl_err *err);
+json_t *core_chunks_json(core *c, meta_conn *conn, const core_chunkref *ch, size_t n, sl_err *err);
 int core_chunks_from_json(json_t *arr, core_chunkref **out, size_t *n);
 
 /* Row of "SELECT <CORE_VCOLS> FROM versions v" -> objinfo (+ chunks if wanted). */
-#define CORE_VCOLS                                                                        \
-	"v.id, v.bucket, v.key, v.vid, v.hlc, v.node, v.dm, v.size, v.etag, v.mtime_ms, " \
+#define CORE_VCOLS                                                                                 \
+	"v.id, v.bucket, v.key, v.vid, v.hlc, v.node, v.dm, v.size, v.etag, v.mtime_ms, "          \
 	"v.meta, v.state, v.chunks"
 int core_row_objinfo(sqlite3_stmt *st, int col0, core_objinfo *oi, core_chunkref **chunks,
 		     size_t *nchunks);
 /* Finds a version: vid NULL = latest (any state-0 version, delete markers
  * included). Returns row id > 0, or SL_ENOKEY / SL_ENOVERSION. */
-int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key,
-			  const char *vid, core_objinfo *oi, core_chunkref **chunks,
-			  size_t *nchunks, sl_err *err);
+int64_t core_find_version(meta_conn *conn, const char *bucket, const char *key, const char *vid,
+			  core_objinfo *oi, core_chunkref **chunks, size_t *nchunks, sl_err *err);
 int core_bucket_versioning(meta_conn *conn, const char *bucket, int *vers, sl_err *err);
 /* Validates a key: 1..1024 bytes, no NUL. */
 int core_key_check(const char *key, sl_err *err);

@@ -85,24 +85,25 @@ void core_list_result_clear(core_list_result *r)
  * scan and filter the rest, which costs the size of the bucket, not of the
  * answer. "key > after" is written "key >= after || 0x01" (keys hold no NUL).
  */
-static const char *Q_CUR =
-	"SELECT " CORE_VCOLS " FROM current c JOIN versions v ON v.id=c.vrow "
-	"WHERE c.bucket=?1 AND c.key>=?2 AND c.key<?3 ORDER BY c.key";
-static const char *Q_CUR_OPEN =
-	"SELECT " CORE_VCOLS " FROM current c JOIN versions v ON v.id=c.vrow "
-	"WHERE c.bucket=?1 AND c.key>=?2 ORDER BY c.key";
-static const char *Q_VER_FIRST =
-	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key>=?2 AND v.key<?3 "
-	"AND v.state!=3 ORDER BY v.key, v.hlc DESC, v.node DESC LIMIT 1";
-static const char *Q_VER_FIRST_OPEN =
-	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key>=?2 "
-	"AND v.state!=3 ORDER BY v.key, v.hlc DESC, v.node DESC LIMIT 1";
-static const char *Q_VER_SAMEKEY =
-	"SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND v.key=?2 AND v.state!=3 "
-	"AND (v.hlc<?3 OR (v.hlc=?3 AND v.node<?4)) ORDER BY v.hlc DESC, v.node DESC LIMIT 1";
-static const char *Q_LATEST =
-	"SELECT id FROM versions WHERE bucket=?1 AND key=?2 AND state IN (0,3) "
-	"ORDER BY hlc DESC, node DESC LIMIT 1";
+static const char *Q_CUR = "SELECT " CORE_VCOLS " FROM current c JOIN versions v ON v.id=c.vrow "
+			   "WHERE c.bucket=?1 AND c.key>=?2 AND c.key<?3 ORDER BY c.key";
+static const char *Q_CUR_OPEN = "SELECT " CORE_VCOLS " FROM current c JOIN versions v ON "
+				"v.id=c.vrow "
+				"WHERE c.bucket=?1 AND c.key>=?2 ORDER BY c.key";
+static const char *Q_VER_FIRST = "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND "
+				 "v.key>=?2 AND v.key<?3 "
+				 "AND v.state!=3 ORDER BY v.key, v.hlc DESC, v.node DESC LIMIT 1";
+static const char *Q_VER_FIRST_OPEN = "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND "
+				      "v.key>=?2 "
+				      "AND v.state!=3 ORDER BY v.key, v.hlc DESC, v.node DESC "
+				      "LIMIT 1";
+static const char *Q_VER_SAMEKEY = "SELECT " CORE_VCOLS " FROM versions v WHERE v.bucket=?1 AND "
+				   "v.key=?2 AND v.state!=3 "
+				   "AND (v.hlc<?3 OR (v.hlc=?3 AND v.node<?4)) ORDER BY v.hlc "
+				   "DESC, v.node DESC LIMIT 1";
+static const char *Q_LATEST = "SELECT id FROM versions WHERE bucket=?1 AND key=?2 AND state IN "
+			      "(0,3) "
+			      "ORDER BY hlc DESC, node DESC LIMIT 1";
 
 int core_list(core *c, const char *bucket, const core_list_opts *o, core_list_result *out,
 	      sl_err *err)
@@ -336,8 +337,8 @@ void core_name_info_clear(core_name_info *ni)
 	memset(ni, 0, sizeof(*ni));
 }
 
-int core_name_stat(core *c, const char *bucket, const char *key, int want,
-		   core_name_info *out, sl_err *err)
+int core_name_stat(core *c, const char *bucket, const char *key, int want, core_name_info *out,
+		   sl_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	size_t kl = strlen(key);

@@ -87,8 +87,9 @@ static int prep_mark_damaged(core *c, meta_conn *w, core_txn *t, sl_err *err)
 {
 	(void)c;
 	mark_arg *a = t->arg;
-	sqlite3_stmt *st = meta_stmt(w, "INSERT OR IGNORE INTO damaged(hash, found_ms) "
-					"VALUES(?1, ?2)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT OR IGNORE INTO damaged(hash, found_ms) "
+				     "VALUES(?1, ?2)",
 				     err);
 	if (!st)
 		return err->code;
@@ -105,8 +106,9 @@ typedef int (*ref_fn)(void *ctx, const char *bucket, const char *key, uint64_t s
 /* Calls fn for every version (not tombstones) and every multipart part. */
 static int each_ref(meta_conn *r, int64_t min_id, ref_fn fn, void *ctx, sl_err *err)
 {
-	sqlite3_stmt *st = meta_stmt(r, "SELECT bucket, key, size, chunks FROM versions "
-					"WHERE id>?1 AND state!=3",
+	sqlite3_stmt *st = meta_stmt(r,
+				     "SELECT bucket, key, size, chunks FROM versions "
+				     "WHERE id>?1 AND state!=3",
 				     err);
 	if (!st)
 		return err->code;
@@ -128,8 +130,9 @@ static int each_ref(meta_conn *r, int64_t min_id, ref_fn fn, void *ctx, sl_err *
 	sqlite3_reset(st);
 	if (rc)
 		return rc;
-	st = meta_stmt(r, "SELECT p.upload, u.key, p.size, p.chunks FROM parts p "
-			  "LEFT JOIN uploads u ON u.id=p.upload",
+	st = meta_stmt(r,
+		       "SELECT p.upload, u.key, p.size, p.chunks FROM parts p "
+		       "LEFT JOIN uploads u ON u.id=p.upload",
 		       err);
 	if (!st)
 		return err->code;
@@ -180,8 +183,8 @@ static int fsck_ref(void *ctx, const char *bucket, const char *key, uint64_t siz
 	fsck_ctx *f = ctx;
 	uint64_t sum = 0;
 	int damaged = 0;
-	sqlite3_stmt *ins = meta_stmt(f->r, "INSERT OR IGNORE INTO temp.fsck_ref(hash) VALUES(?1)",
-				      f->err);
+	sqlite3_stmt *ins =
+		meta_stmt(f->r, "INSERT OR IGNORE INTO temp.fsck_ref(hash) VALUES(?1)", f->err);
 	sqlite3_stmt *has = meta_stmt(f->r, "SELECT 1 FROM chunks WHERE hash=?1", f->err);
 	if (!ins || !has)
 		return f->err->code;
@@ -226,8 +229,9 @@ int core_fsck(core *c, core_fsck_report *rep, core_progress_fn fn, void *ctx, sl
 	rep->segments = nseg;
 	meta_conn *r = meta_reader(c->md);
 	fsck_ctx f = { .c = c, .r = r, .rep = rep, .err = err, .fn = fn, .pctx = ctx };
-	rc = meta_exec(r, "CREATE TEMP TABLE IF NOT EXISTS fsck_ref(hash BLOB PRIMARY KEY) "
-			  "WITHOUT ROWID; DELETE FROM temp.fsck_ref;",
+	rc = meta_exec(r,
+		       "CREATE TEMP TABLE IF NOT EXISTS fsck_ref(hash BLOB PRIMARY KEY) "
+		       "WITHOUT ROWID; DELETE FROM temp.fsck_ref;",
 		       err);
 	sqlite3_stmt *st = NULL;
 	if (rc == 0 && (st = meta_stmt(r, "SELECT COUNT(*) FROM versions", err))) {
@@ -241,8 +245,9 @@ int core_fsck(core *c, core_fsck_report *rep, core_progress_fn fn, void *ctx, sl
 		rc = 0; /* stopped */
 	/* every indexed chunk: its record is where the index says */
 	if (rc == 0)
-		st = meta_stmt(r, "SELECT hash, seg, off, len, hash IN (SELECT hash FROM "
-				  "temp.fsck_ref) FROM chunks ORDER BY seg, off",
+		st = meta_stmt(r,
+			       "SELECT hash, seg, off, len, hash IN (SELECT hash FROM "
+			       "temp.fsck_ref) FROM chunks ORDER BY seg, off",
 			       err);
 	uint64_t k = 0;
 	while (rc == 0 && st && sqlite3_step(st) == SQLITE_ROW) {
@@ -350,8 +355,9 @@ int core_scrub(core *c, uint64_t rate, core_scrub_report *rep, core_progress_fn 
 		ent page[256];
 		int np = 0;
 		r = meta_reader(c->md);
-		st = meta_stmt(r, "SELECT hash, seg, off, len FROM chunks WHERE ?1 OR hash>?2 "
-				  "ORDER BY hash LIMIT 256",
+		st = meta_stmt(r,
+			       "SELECT hash, seg, off, len FROM chunks WHERE ?1 OR hash>?2 "
+			       "ORDER BY hash LIMIT 256",
 			       err);
 		if (!st) {
 			meta_reader_release(c->md, r);
@@ -393,7 +399,8 @@ int core_scrub(core *c, uint64_t rate, core_scrub_report *rep, core_progress_fn 
 					mark_arg a = { page[i].hash };
 					sl_err e2;
 					if (core_commit(c, prep_mark_damaged, &a, &e2) == 0)
-						__atomic_add_fetch(&c->ndamaged, 1, __ATOMIC_RELAXED);
+						__atomic_add_fetch(&c->ndamaged, 1,
+								   __ATOMIC_RELAXED);
 					rep->damaged++;
 				}
 			}
@@ -449,8 +456,9 @@ static int live_ref(void *ctx, const char *bucket, const char *key, uint64_t siz
 /* Adds chunks named by untrimmed oplog entries (replication may still ship them). */
 static int live_oplog(live_ctx *l, int64_t after)
 {
-	sqlite3_stmt *st = meta_stmt(l->r, "SELECT body FROM oplog WHERE seq>?1 AND "
-					   "instr(body, '\"chunks\":[[')>0",
+	sqlite3_stmt *st = meta_stmt(l->r,
+				     "SELECT body FROM oplog WHERE seq>?1 AND "
+				     "instr(body, '\"chunks\":[[')>0",
 				     l->err);
 	if (!st)
 		return l->err->code;
@@ -587,8 +595,8 @@ typedef struct copy_ctx {
 	sl_err *err;
 } copy_ctx;
 
-static int copy_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payload,
-		   store_loc loc, store_pos end)
+static int copy_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payload, store_loc loc,
+		   store_pos end)
 {
 	(void)end;
 	copy_ctx *x = ctx;
@@ -599,8 +607,9 @@ static int copy_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payl
 		return store_append(x->c->st, SEG_REC_JOURNAL, NULL, payload, loc.len, NULL, NULL,
 				    x->err);
 	}
-	sqlite3_stmt *st = meta_stmt(x->r, "SELECT 1 FROM temp.gc_live l JOIN chunks c ON "
-					   "c.hash=l.hash WHERE l.hash=?1 AND c.seg=?2 AND c.off=?3",
+	sqlite3_stmt *st = meta_stmt(x->r,
+				     "SELECT 1 FROM temp.gc_live l JOIN chunks c ON "
+				     "c.hash=l.hash WHERE l.hash=?1 AND c.seg=?2 AND c.off=?3",
 				     x->err);
 	if (!st)
 		return x->err->code;
@@ -623,7 +632,8 @@ static int copy_fn(void *ctx, int type, const uint8_t *hash, const uint8_t *payl
 	}
 	store_loc nl;
 	if (rc == 0)
-		rc = store_append(x->c->st, SEG_REC_CHUNK, hash, x->buf, loc.len, &nl, NULL, x->err);
+		rc = store_append(x->c->st, SEG_REC_CHUNK, hash, x->buf, loc.len, &nl, NULL,
+				  x->err);
 	if (rc < 0)
 		return rc;
 	if (x->nmv == x->cap) {
@@ -659,12 +669,14 @@ int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, int64_t 
 		sqlite3_reset(st);
 	}
 	if (rc == 0)
-		rc = meta_exec(r, "CREATE TEMP TABLE IF NOT EXISTS gc_live(hash BLOB PRIMARY KEY) "
-				  "WITHOUT ROWID; DELETE FROM temp.gc_live;",
+		rc = meta_exec(r,
+			       "CREATE TEMP TABLE IF NOT EXISTS gc_live(hash BLOB PRIMARY KEY) "
+			       "WITHOUT ROWID; DELETE FROM temp.gc_live;",
 			       err);
 	live_ctx l = { r, NULL, err };
-	if (rc == 0 && !(l.ins = meta_stmt(r, "INSERT OR IGNORE INTO temp.gc_live(hash) "
-					      "VALUES(?1)",
+	if (rc == 0 && !(l.ins = meta_stmt(r,
+					   "INSERT OR IGNORE INTO temp.gc_live(hash) "
+					   "VALUES(?1)",
 					   err)))
 		rc = err->code;
 	if (rc == 0)
@@ -677,8 +689,9 @@ int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, int64_t 
 	uint64_t *live = calloc(nseg + 1, sizeof(*live)), *dead = calloc(nseg + 1, sizeof(*dead));
 	if (rc == 0 && (!live || !dead))
 		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
-	if (rc == 0 && !(st = meta_stmt(r, "SELECT c.seg, c.len, c.hash IN (SELECT hash FROM "
-					   "temp.gc_live) FROM chunks c",
+	if (rc == 0 && !(st = meta_stmt(r,
+					"SELECT c.seg, c.len, c.hash IN (SELECT hash FROM "
+					"temp.gc_live) FROM chunks c",
 					err)))
 		rc = err->code;
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
@@ -722,8 +735,14 @@ int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, int64_t 
 			rep->stopped = 1;
 			break;
 		}
-		copy_ctx x = { .c = c, .r = r, .seg = ids[i], .buf = buf, .rate = rate,
-			       .start = now_ms(), .rep = rep, .err = err };
+		copy_ctx x = { .c = c,
+			       .r = r,
+			       .seg = ids[i],
+			       .buf = buf,
+			       .rate = rate,
+			       .start = now_ms(),
+			       .rep = rep,
+			       .err = err };
 		rc = store_scan(c->st, (store_pos){ ids[i], 0 }, copy_fn, &x, err);
 		if (rc == 1 || rc == 0)
 			rc = store_sync(c->st, err);
@@ -750,7 +769,8 @@ int core_gc(core *c, int dry_run, double min_dead_ratio, uint64_t rate, int64_t 
 	return rc;
 }
 
-/* ---- multipart gc ----------------------------------------------------------------------------- */
+/* ---- multipart gc -----------------------------------------------------------------------------
+ */
 
 int core_mpu_gc(core *c, int64_t older_than_ms, uint64_t *aborted, sl_err *err)
 {
@@ -759,8 +779,9 @@ int core_mpu_gc(core *c, int64_t older_than_ms, uint64_t *aborted, sl_err *err)
 	for (;;) {
 		char id[40] = "", bucket[64] = "", *key = NULL;
 		meta_conn *r = meta_reader(c->md);
-		sqlite3_stmt *st = meta_stmt(r, "SELECT id, bucket, key FROM uploads WHERE "
-						"created_ms<?1 LIMIT 1",
+		sqlite3_stmt *st = meta_stmt(r,
+					     "SELECT id, bucket, key FROM uploads WHERE "
+					     "created_ms<?1 LIMIT 1",
 					     err);
 		if (!st) {
 			meta_reader_release(c->md, r);
@@ -784,7 +805,8 @@ int core_mpu_gc(core *c, int64_t older_than_ms, uint64_t *aborted, sl_err *err)
 	}
 }
 
-/* ---- snapshot and restore ------------------------------------------------------------------------ */
+/* ---- snapshot and restore
+ * ------------------------------------------------------------------------ */
 
 static int copy_file(const char *from, const char *to, sl_err *err)
 {
@@ -835,8 +857,9 @@ static int backup_db(sqlite3 *src, const char *path, sl_err *err)
 	int r = b ? sqlite3_backup_step(b, -1) : SQLITE_ERROR;
 	if (b)
 		sqlite3_backup_finish(b);
-	int rc = r == SQLITE_DONE ? 0 : sl_err_set(err, SL_EIO, "backup of meta.db: %s",
-						   sqlite3_errmsg(dst));
+	int rc = r == SQLITE_DONE
+			 ? 0
+			 : sl_err_set(err, SL_EIO, "backup of meta.db: %s", sqlite3_errmsg(dst));
 	sqlite3_close(dst);
 	return rc;
 }

@@ -20,11 +20,11 @@ typedef int (*core_progress_fn)(void *ctx, const char *phase, uint64_t done, uin
 
 typedef struct core_fsck_report {
 	uint64_t versions, chunk_refs, chunks, segments;
-	uint64_t missing_chunks;   /* versions/parts reference a chunk the index lacks */
-	uint64_t damaged_versions; /* versions referencing a missing or bad chunk */
-	uint64_t bad_locations;    /* index points where no such chunk record is */
+	uint64_t missing_chunks;	      /* versions/parts reference a chunk the index lacks */
+	uint64_t damaged_versions;	      /* versions referencing a missing or bad chunk */
+	uint64_t bad_locations;		      /* index points where no such chunk record is */
 	uint64_t orphan_chunks, orphan_bytes; /* indexed, referenced by nothing (gc reclaims) */
-	uint64_t size_mismatches;  /* version size != sum of its chunk lengths */
+	uint64_t size_mismatches;	      /* version size != sum of its chunk lengths */
 	uint64_t missing_segments; /* index refers to a segment file that does not exist */
 	char first_problem[512];
 } core_fsck_report;
@@ -46,11 +46,11 @@ int core_chunk_damaged(core *c, const uint8_t hash[32]);
 
 typedef struct core_gc_report {
 	uint64_t segments, segment_bytes;
-	uint64_t live_bytes, dead_bytes;     /* chunk bytes by liveness */
-	uint64_t reclaim_segments;           /* segments gc deletes or rewrites */
-	uint64_t reclaim_bytes;              /* bytes that go away */
-	uint64_t moved_chunks, moved_bytes;  /* live data copied forward (run only) */
-	uint64_t deleted_segments;           /* run only */
+	uint64_t live_bytes, dead_bytes;    /* chunk bytes by liveness */
+	uint64_t reclaim_segments;	    /* segments gc deletes or rewrites */
+	uint64_t reclaim_bytes;		    /* bytes that go away */
+	uint64_t moved_chunks, moved_bytes; /* live data copied forward (run only) */
+	uint64_t deleted_segments;	    /* run only */
 	int stopped;
 } core_gc_report;
 /* Plans (dry_run) or reclaims dead chunk space: sealed segments holding dead

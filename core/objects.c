@@ -113,8 +113,7 @@ void core_pending_free(core *c)
 	c->pending = NULL;
 }
 
-int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc,
-		   sl_err *err)
+int core_chunk_loc(core *c, meta_conn *conn, const uint8_t hash[32], store_loc *loc, sl_err *err)
 {
 	sqlite3_stmt *st = meta_stmt(conn, "SELECT seg, off, len FROM chunks WHERE hash=?1", err);
 	if (!st)
@@ -206,8 +205,10 @@ static int prep_bucket_delete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	int vers, rc;
 	if ((rc = core_bucket_versioning(w, a->name, &vers, err)) < 0)
 		return rc;
-	sqlite3_stmt *st = meta_stmt(w, "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 "
-					"AND state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE bucket=?1)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT EXISTS(SELECT 1 FROM versions WHERE bucket=?1 "
+				     "AND state!=3) OR EXISTS(SELECT 1 FROM uploads WHERE "
+				     "bucket=?1)",
 				     err);
 	if (!st)
 		return err->code;
@@ -259,8 +260,8 @@ int core_bucket_list(core *c, core_bucket **out, size_t *n, sl_err *err)
 	*out = NULL;
 	*n = 0;
 	meta_conn *r = meta_reader(c->md);
-	sqlite3_stmt *st = meta_stmt(
-		r, "SELECT name, versioning, created_ms FROM buckets ORDER BY name", err);
+	sqlite3_stmt *st =
+		meta_stmt(r, "SELECT name, versioning, created_ms FROM buckets ORDER BY name", err);
 	int rc = 0;
 	size_t cap = 0;
 	if (!st)
@@ -311,16 +312,16 @@ int core_bucket_set_versioning(core *c, const char *name, int state, sl_err *err
 	return core_commit(c, prep_bucket_vers, &a, err);
 }
 
-int core_bucket_config_get(core *c, const char *bucket, const char *name, char **value,
-			   sl_err *err)
+int core_bucket_config_get(core *c, const char *bucket, const char *name, char **value, sl_err *err)
 {
 	*value = NULL;
 	meta_conn *r = meta_reader(c->md);
 	int vers;
 	int rc = core_bucket_versioning(r, bucket, &vers, err);
 	sqlite3_stmt *st = rc < 0 ? NULL
-				  : meta_stmt(r, "SELECT value FROM bucket_config WHERE bucket=?1 "
-						 "AND name=?2",
+				  : meta_stmt(r,
+					      "SELECT value FROM bucket_config WHERE bucket=?1 "
+					      "AND name=?2",
 					      err);
 	if (rc == 0 && !st)
 		rc = err->code;
@@ -330,8 +331,8 @@ int core_bucket_config_get(core *c, const char *bucket, const char *name, char *
 		if (sqlite3_step(st) == SQLITE_ROW)
 			*value = strdup((const char *)sqlite3_column_text(st, 0));
 		else
-			rc = sl_err_set(err, SL_ENOKEY, "bucket %s has no %s configuration",
-					bucket, name);
+			rc = sl_err_set(err, SL_ENOKEY, "bucket %s has no %s configuration", bucket,
+					name);
 		sqlite3_reset(st);
 	}
 	meta_reader_release(c->md, r);
@@ -392,7 +393,6 @@ int core_chunk_put(core *c, const void *buf, uint32_t len, core_chunkref *ref, s
 	return chunk_put(c, buf, len, 0, ref, err);
 }
 
-
 int core_chunk_put_hashed(core *c, const void *buf, uint32_t len, const uint8_t hash[32],
 			  core_chunkref *ref, sl_err *err)
 {
@@ -413,8 +413,8 @@ int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[
 	meta_reader_release(c->md, r);
 	if (found)
 		return 0;
-	int rc = store_append(c->st, SEG_REC_CHUNK | (cold ? STORE_APPEND_COLD : 0), ref->hash,
-			      buf, len, &loc, NULL, err);
+	int rc = store_append(c->st, SEG_REC_CHUNK | (cold ? STORE_APPEND_COLD : 0), ref->hash, buf,
+			      len, &loc, NULL, err);
 	if (rc == 0)
 		core_pending_add(c, ref->hash, loc);
 	return rc;
@@ -490,7 +490,7 @@ typedef struct put_arg {
 	const core_cond *cond;
 	const char *kind;
 	const char *mpu_end; /* upload id to close in the same transaction */
-	json_t *parts;       /* multipart completion: the parts' sizes (borrowed), else NULL */
+	json_t *parts;	     /* multipart completion: the parts' sizes (borrowed), else NULL */
 	core_objinfo *out;
 } put_arg;
 
@@ -630,8 +630,8 @@ static int put_check(core *c, const char *bucket, const char *key, const core_pu
 }
 
 int core_put_chunks(core *c, const char *bucket, const char *key, const core_chunkref *chunks,
-		    size_t nchunks, const char *etag, const core_put_opts *opts,
-		    core_objinfo *out, sl_err *err)
+		    size_t nchunks, const char *etag, const core_put_opts *opts, core_objinfo *out,
+		    sl_err *err)
 {
 	int rc = put_check(c, bucket, key, opts, err);
 	if (rc < 0)
@@ -649,9 +649,15 @@ int core_put_chunks(core *c, const char *bucket, const char *key, const core_chu
 		snprintf(et, sizeof(et), "d41d8cd98f00b204e9800998ecf8427e");
 	else
 		core_etag_of_chunks(chunks, nchunks, et);
-	put_arg a = { .bucket = bucket, .key = key, .chunks = chunks, .n = nchunks,
-		      .size = size, .etag = et, .meta = opts ? opts->meta : NULL,
-		      .cond = opts ? &opts->cond : NULL, .kind = opts ? opts->kind : NULL,
+	put_arg a = { .bucket = bucket,
+		      .key = key,
+		      .chunks = chunks,
+		      .n = nchunks,
+		      .size = size,
+		      .etag = et,
+		      .meta = opts ? opts->meta : NULL,
+		      .cond = opts ? &opts->cond : NULL,
+		      .kind = opts ? opts->kind : NULL,
 		      .out = out };
 	return core_commit(c, prep_put, &a, err);
 }
@@ -669,8 +675,8 @@ int core_put_chunks(core *c, const char *bucket, const char *key, const core_chu
  * its buffer back, not just while its job runs), and store jobs also count
  * against CORE_ASYNC_MAX; with no capacity a chunk is digested and stored on
  * the caller's thread. A writer thus holds its fill buffer plus its share of
- * the process-wide slots, whatever the number of concurrent writers. Short last chunks stay on the caller's thread too,
- * which keeps small puts free of thread hand-offs.
+ * the process-wide slots, whatever the number of concurrent writers. Short last chunks stay on the
+ * caller's thread too, which keeps small puts free of thread hand-offs.
  */
 #define WRITER_DEPTH 3
 #define WRITER_ASYNC_MIN (128u * 1024) /* smaller last chunks are stored inline */
@@ -684,11 +690,11 @@ static void core_wslot_put(core *c);
 
 typedef struct writer_slot {
 	uint8_t *buf;
-	size_t cap;          /* of buf: a short last chunk may sit in a smaller one */
+	size_t cap; /* of buf: a short last chunk may sit in a smaller one */
 	uint32_t len;
-	size_t idx;          /* chunk number in w->ch */
+	size_t idx;	     /* chunk number in w->ch */
 	core_chunk_job *job; /* the store job */
-	int md5ed;           /* under w->mu */
+	int md5ed;	     /* under w->mu */
 } writer_slot;
 
 struct core_writer {
@@ -714,8 +720,7 @@ struct core_writer {
 	int md5_busy; /* an MD5 task is queued or running */
 };
 
-static int writer_new(core *c, const char *bucket, const char *key, core_writer **out,
-		      sl_err *err)
+static int writer_new(core *c, const char *bucket, const char *key, core_writer **out, sl_err *err)
 {
 	core_writer *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -734,13 +739,13 @@ static int writer_new(core *c, const char *bucket, const char *key, core_writer 
 	return 0;
 }
 
-int core_put_begin(core *c, const char *bucket, const char *key, core_writer **out,
-		   sl_err *err)
+int core_put_begin(core *c, const char *bucket, const char *key, core_writer **out, sl_err *err)
 {
 	*out = NULL;
 	if (__atomic_load_n(&c->maint, __ATOMIC_SEQ_CST))
 		return sl_err_set(err, SL_EMAINT,
-				  "the lake is in maintenance mode: writes are refused, reads work");
+				  "the lake is in maintenance mode: writes are refused, reads "
+				  "work");
 	int rc = put_check(c, bucket, key, NULL, err);
 	if (rc < 0)
 		return rc;
@@ -827,7 +832,8 @@ static int writer_queue(core_writer *w, size_t idx, sl_err *err)
 		return 0;
 	uint8_t *next = core_chunkbuf_get(w->c);
 	/* a full chunk of an upload is not read back soon: past the page cache */
-	core_chunk_job *j = next ? core_chunk_put_async_cold(w->c, w->buf, (uint32_t)w->fill) : NULL;
+	core_chunk_job *j = next ? core_chunk_put_async_cold(w->c, w->buf, (uint32_t)w->fill)
+				 : NULL;
 	if (!j) {
 		core_chunkbuf_put(w->c, next); /* no capacity: keep memory to one buffer */
 		core_wslot_put(w->c);
@@ -900,8 +906,8 @@ int core_put_write(core_writer *w, const void *buf, size_t len, sl_err *err)
 		return sl_err_set(err, SL_EINVAL, "writer already failed");
 	if (w->size + len > w->c->max_object) {
 		w->failed = 1;
-		return sl_err_set(err, SL_ETOOLARGE, "object larger than the maximum of %" PRIu64
-						     " bytes",
+		return sl_err_set(err, SL_ETOOLARGE,
+				  "object larger than the maximum of %" PRIu64 " bytes",
 				  w->c->max_object);
 	}
 	w->size += len;
@@ -993,10 +999,16 @@ int core_put_commit(core_writer *w, const core_put_opts *opts, core_objinfo *out
 	if (rc == 0) {
 		char et[72];
 		sl_hex(w->md5_final, 16, et);
-		put_arg a = { .bucket = w->bucket, .key = w->key, .chunks = w->ch, .n = w->n,
-			      .size = w->size, .etag = et, .meta = opts ? opts->meta : NULL,
+		put_arg a = { .bucket = w->bucket,
+			      .key = w->key,
+			      .chunks = w->ch,
+			      .n = w->n,
+			      .size = w->size,
+			      .etag = et,
+			      .meta = opts ? opts->meta : NULL,
 			      .cond = opts ? &opts->cond : NULL,
-			      .kind = opts ? opts->kind : NULL, .out = out };
+			      .kind = opts ? opts->kind : NULL,
+			      .out = out };
 		rc = core_commit(w->c, prep_put, &a, err);
 	}
 	core_put_abort(w);
@@ -1044,9 +1056,9 @@ struct core_reader {
 	uint8_t *pbuf;
 	size_t pcap;
 	ssize_t pf_idx; /* chunk being read or held in pbuf, -1 none */
-	int pf_busy;    /* a task is reading into pbuf */
+	int pf_busy;	/* a task is reading into pbuf */
 	int pf_rc;
-	int slot;       /* holds a background slot (and so may keep pbuf) */
+	int slot; /* holds a background slot (and so may keep pbuf) */
 };
 
 int core_head(core *c, const char *bucket, const char *key, const char *version_id,
@@ -1087,8 +1099,9 @@ int core_version_parts(core *c, const char *bucket, const char *key, const char 
 	*n = 0;
 	meta_conn *r = meta_reader(c->md);
 	int rc = 0;
-	sqlite3_stmt *st = meta_stmt(r, "SELECT parts FROM versions WHERE bucket=?1 AND key=?2 "
-					"AND vid=?3",
+	sqlite3_stmt *st = meta_stmt(r,
+				     "SELECT parts FROM versions WHERE bucket=?1 AND key=?2 "
+				     "AND vid=?3",
 				     err);
 	if (!st) {
 		rc = err->code;
@@ -1144,8 +1157,8 @@ int core_get_chunks(core *c, const char *bucket, const char *key, const char *ve
 	int vers;
 	int rc = core_bucket_versioning(r, bucket, &vers, err);
 	if (rc == 0) {
-		int64_t id = core_find_version(r, bucket, key, version_id, oi, chunks, nchunks,
-					       err);
+		int64_t id =
+			core_find_version(r, bucket, key, version_id, oi, chunks, nchunks, err);
 		if (id < 0)
 			rc = (int)id;
 		else if (oi->delete_marker) {
@@ -1428,8 +1441,8 @@ static int prep_delete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	int64_t id = core_find_version(w, a->bucket, a->key, a->vid, &oi, NULL, NULL, NULL);
 	if (a->res) {
 		snprintf(a->res->version_id, sizeof(a->res->version_id), "%s", a->vid);
-		a->res->delete_marker =
-			id > 0 && oi.delete_marker && oi.state != CORE_VSTATE_TOMBSTONE;
+		a->res->delete_marker = id > 0 && oi.delete_marker &&
+					oi.state != CORE_VSTATE_TOMBSTONE;
 	}
 	core_objinfo_clear(&oi);
 	if (id <= 0)
@@ -1588,8 +1601,8 @@ static int prep_rename(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	return move_key(c, w, t, a->b, a->src, a->dst, a->flags, err);
 }
 
-int core_rename(core *c, const char *bucket, const char *src_key, const char *dst_key,
-		int flags, sl_err *err)
+int core_rename(core *c, const char *bucket, const char *src_key, const char *dst_key, int flags,
+		sl_err *err)
 {
 	int rc = core_key_check(src_key, err);
 	if (rc == 0)
@@ -1609,8 +1622,9 @@ static int prep_rename_prefix(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	if ((rc = core_bucket_versioning(w, a->b, &vers, err)) < 0)
 		return rc;
 	size_t plen = strlen(a->src);
-	sqlite3_stmt *st = meta_stmt(w, "SELECT key FROM current WHERE bucket=?1 AND key>=?2 "
-					"AND substr(key, 1, ?3)=?2 ORDER BY key",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT key FROM current WHERE bucket=?1 AND key>=?2 "
+				     "AND substr(key, 1, ?3)=?2 ORDER BY key",
 				     err);
 	if (!st)
 		return err->code;
@@ -1657,8 +1671,8 @@ static int prep_rename_prefix(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	return rc;
 }
 
-long core_rename_prefix(core *c, const char *bucket, const char *src_prefix,
-			const char *dst_prefix, sl_err *err)
+long core_rename_prefix(core *c, const char *bucket, const char *src_prefix, const char *dst_prefix,
+			sl_err *err)
 {
 	size_t sl = src_prefix ? strlen(src_prefix) : 0, dl = dst_prefix ? strlen(dst_prefix) : 0;
 	if (sl == 0 || dl == 0 || src_prefix[sl - 1] != '/' || dst_prefix[dl - 1] != '/')
@@ -1727,8 +1741,8 @@ typedef struct mpu_arg {
 	core_objinfo *out;
 } mpu_arg;
 
-static int upload_check(meta_conn *conn, const char *b, const char *k, const char *id,
-			char **meta, sl_err *err)
+static int upload_check(meta_conn *conn, const char *b, const char *k, const char *id, char **meta,
+			sl_err *err)
 {
 	sqlite3_stmt *st =
 		meta_stmt(conn, "SELECT bucket, key, meta FROM uploads WHERE id=?1", err);
@@ -1816,11 +1830,12 @@ static int prep_mpu_part(core *c, meta_conn *w, core_txn *t, sl_err *err)
 }
 
 static int part_commit(core *c, const char *b, const char *k, const char *id, int num,
-		       core_chunkref *ch, size_t n, uint64_t size, const char *etag,
-		       core_part *out, sl_err *err)
+		       core_chunkref *ch, size_t n, uint64_t size, const char *etag, core_part *out,
+		       sl_err *err)
 {
-	mpu_arg a = { .b = b, .k = k, .id = id, .num = num, .ch = ch, .n = n, .size = size,
-		      .etag = etag };
+	mpu_arg a = {
+		.b = b, .k = k, .id = id, .num = num, .ch = ch, .n = n, .size = size, .etag = etag
+	};
 	int rc = core_commit(c, prep_mpu_part, &a, err);
 	if (rc == 0 && out) {
 		memset(out, 0, sizeof(*out));
@@ -1831,8 +1846,7 @@ static int part_commit(core *c, const char *b, const char *k, const char *id, in
 	return rc;
 }
 
-int core_mpu_part_commit(core_writer *w, const uint8_t *content_md5, core_part *out,
-			 sl_err *err)
+int core_mpu_part_commit(core_writer *w, const uint8_t *content_md5, core_part *out, sl_err *err)
 {
 	int rc = 0;
 	if (!w->upload_id[0])
@@ -1939,8 +1953,9 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		free(meta);
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	}
-	sqlite3_stmt *st = meta_stmt(w, "SELECT size, etag, chunks FROM parts WHERE upload=?1 "
-					"AND num=?2",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "SELECT size, etag, chunks FROM parts WHERE upload=?1 "
+				     "AND num=?2",
 				     err);
 	if (!st)
 		rc = err->code;
@@ -2006,9 +2021,18 @@ static int prep_mpu_complete(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		MD5_Final(d, &md5);
 		sl_hex(d, 16, et);
 		snprintf(et + 32, 40, "-%zu", a->nparts);
-		put_arg pa = { .bucket = a->b, .key = a->k, .chunks = all, .n = n, .size = size,
-			       .etag = et, .meta = meta, .cond = a->cond, .kind = "mpu",
-			       .mpu_end = a->id, .parts = psizes, .out = a->out };
+		put_arg pa = { .bucket = a->b,
+			       .key = a->k,
+			       .chunks = all,
+			       .n = n,
+			       .size = size,
+			       .etag = et,
+			       .meta = meta,
+			       .cond = a->cond,
+			       .kind = "mpu",
+			       .mpu_end = a->id,
+			       .parts = psizes,
+			       .out = a->out };
 		core_txn sub = *t;
 		sub.arg = &pa;
 		rc = prep_put(c, w, &sub, err);
@@ -2023,8 +2047,14 @@ int core_mpu_complete(core *c, const char *bucket, const char *key, const char *
 		      const core_part *parts, size_t nparts, uint64_t min_part_size,
 		      const core_cond *cond, core_objinfo *out, sl_err *err)
 {
-	mpu_arg a = { .b = bucket, .k = key, .id = upload_id, .parts = parts, .nparts = nparts,
-		      .min_part = min_part_size, .cond = cond, .out = out };
+	mpu_arg a = { .b = bucket,
+		      .k = key,
+		      .id = upload_id,
+		      .parts = parts,
+		      .nparts = nparts,
+		      .min_part = min_part_size,
+		      .cond = cond,
+		      .out = out };
 	return core_commit(c, prep_mpu_complete, &a, err);
 }
 
@@ -2039,8 +2069,7 @@ static int prep_mpu_abort(core *c, meta_conn *w, core_txn *t, sl_err *err)
 	return core_txn_apply(c, w, t, op, err);
 }
 
-int core_mpu_abort(core *c, const char *bucket, const char *key, const char *upload_id,
-		   sl_err *err)
+int core_mpu_abort(core *c, const char *bucket, const char *key, const char *upload_id, sl_err *err)
 {
 	mpu_arg a = { .b = bucket, .k = key, .id = upload_id };
 	return core_commit(c, prep_mpu_abort, &a, err);
@@ -2059,8 +2088,9 @@ int core_mpu_list_parts(core *c, const char *bucket, const char *key, const char
 	int rc = upload_check(r, bucket, key, upload_id, NULL, err);
 	sqlite3_stmt *st = NULL;
 	if (rc == 0) {
-		st = meta_stmt(r, "SELECT num, size, etag, mtime_ms FROM parts WHERE upload=?1 "
-				  "AND num>?2 ORDER BY num LIMIT ?3",
+		st = meta_stmt(r,
+			       "SELECT num, size, etag, mtime_ms FROM parts WHERE upload=?1 "
+			       "AND num>?2 ORDER BY num LIMIT ?3",
 			       err);
 		if (!st)
 			rc = err->code;
@@ -2106,9 +2136,10 @@ int core_mpu_list(core *c, const char *bucket, const char *prefix, const char *k
 	int rc = core_bucket_versioning(r, bucket, &vers, err);
 	sqlite3_stmt *st = NULL;
 	if (rc == 0) {
-		st = meta_stmt(r, "SELECT id, key, created_ms FROM uploads WHERE bucket=?1 "
-				  "AND substr(key, 1, length(?2))=?2 AND (key>?3 OR (key=?3 AND "
-				  "id>?4)) ORDER BY key, id LIMIT ?5",
+		st = meta_stmt(r,
+			       "SELECT id, key, created_ms FROM uploads WHERE bucket=?1 "
+			       "AND substr(key, 1, length(?2))=?2 AND (key>?3 OR (key=?3 AND "
+			       "id>?4)) ORDER BY key, id LIMIT ?5",
 			       err);
 		if (!st)
 			rc = err->code;
@@ -2160,7 +2191,7 @@ struct core_chunk_job {
 	void *arg;
 	const void *buf;
 	uint32_t len;
-	int cold;             /* STORE_APPEND_COLD */
+	int cold; /* STORE_APPEND_COLD */
 	core_chunkref ref;
 	int rc;
 	sl_err err;

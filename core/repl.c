@@ -23,8 +23,7 @@ int core_chunk_has(core *c, const uint8_t hash[32], uint32_t *len)
 	return found;
 }
 
-int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_t len,
-		      sl_err *err)
+int core_chunk_ingest(core *c, const uint8_t hash[32], const void *data, uint32_t len, sl_err *err)
 {
 	uint8_t h[32];
 	if (len > CORE_CHUNK_SIZE)
@@ -43,8 +42,8 @@ static int op_replicable(json_t *op)
 			strncmp(what, "bucket-", 7) == 0);
 }
 
-int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **out,
-		      size_t *nout, sl_err *err)
+int core_repl_missing(core *c, const char *const *bodies, size_t n, uint8_t **out, size_t *nout,
+		      sl_err *err)
 {
 	*out = NULL;
 	*nout = 0;
@@ -144,15 +143,17 @@ static int prep_repl(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		json_t *op = json_loads(a->bodies[i], 0, &je);
 		if (!op || !json_is_object(op)) {
 			json_decref(op);
-			rc = sl_err_set(err, SL_EINVAL, "replicated entry %zu is not a JSON object: %s",
-					i, je.text);
+			rc = sl_err_set(err, SL_EINVAL,
+					"replicated entry %zu is not a JSON object: %s", i,
+					je.text);
 			break;
 		}
 		json_t *jn = json_object_get(op, "node"), *jh = json_object_get(op, "hlc");
 		if (!op_replicable(op) || !json_is_string(jn) || !json_is_integer(jh) ||
 		    strlen(json_string_value(jn)) != 16) {
 			json_decref(op);
-			rc = sl_err_set(err, SL_EINVAL, "replicated entry %zu is not a valid op", i);
+			rc = sl_err_set(err, SL_EINVAL, "replicated entry %zu is not a valid op",
+					i);
 			break;
 		}
 		const char *node = json_string_value(jn);
@@ -177,10 +178,13 @@ static int prep_repl(core *c, meta_conn *w, core_txn *t, sl_err *err)
 		sn[k].hlc = hlc;
 		if (hlc_observe(&c->hlc, (uint64_t)hlc) < 0) {
 			rc = sl_err_set(err, SL_EINVAL,
-					"entry %zu from node %s is stamped %lld s ahead of this host's "
-					"clock, beyond the allowed drift (SEGLAKE_MAX_CLOCK_DRIFT_MS, "
+					"entry %zu from node %s is stamped %lld s ahead of this "
+					"host's "
+					"clock, beyond the allowed drift "
+					"(SEGLAKE_MAX_CLOCK_DRIFT_MS, "
 					"%lld s): fix that host's clock",
-					i, node, (long long)((HLC_MS(hlc) - hlc_wall_ms(&c->hlc)) / 1000),
+					i, node,
+					(long long)((HLC_MS(hlc) - hlc_wall_ms(&c->hlc)) / 1000),
 					(long long)(c->hlc.max_drift_ms / 1000));
 			json_decref(op);
 			break;
@@ -235,7 +239,8 @@ int core_peer_list(core *c, core_peer **out, size_t *n, sl_err *err)
 	*out = NULL;
 	*n = 0;
 	meta_conn *r = meta_reader(c->md);
-	sqlite3_stmt *st = meta_stmt(r, "SELECT peer, seq, updated_ms FROM peers ORDER BY peer", err);
+	sqlite3_stmt *st =
+		meta_stmt(r, "SELECT peer, seq, updated_ms FROM peers ORDER BY peer", err);
 	int rc = st ? 0 : err->code;
 	size_t cap = 0;
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -276,11 +281,12 @@ int core_conflicts(core *c, const char *bucket, const char *after_bucket, const 
 	if (max <= 0 || max > 1000)
 		max = 1000;
 	meta_conn *r = meta_reader(c->md);
-	sqlite3_stmt *st = meta_stmt(
-		r, "SELECT " CORE_VCOLS " FROM versions v WHERE v.state=1 AND (?1 IS NULL OR "
-		   "v.bucket=?1) AND (v.bucket>?2 OR (v.bucket=?2 AND v.key>?3)) "
-		   "ORDER BY v.bucket, v.key, v.hlc DESC LIMIT ?4",
-		err);
+	sqlite3_stmt *st = meta_stmt(r,
+				     "SELECT " CORE_VCOLS " FROM versions v WHERE v.state=1 AND "
+				     "(?1 IS NULL OR "
+				     "v.bucket=?1) AND (v.bucket>?2 OR (v.bucket=?2 AND v.key>?3)) "
+				     "ORDER BY v.bucket, v.key, v.hlc DESC LIMIT ?4",
+				     err);
 	int rc = st ? 0 : err->code;
 	core_objinfo *o = rc == 0 ? calloc((size_t)max, sizeof(*o)) : NULL;
 	if (rc == 0 && !o)

@@ -90,19 +90,22 @@ int core_snapread_open(core *c, core_snapread **out, sl_err *err)
 		sqlite3_stmt *st = NULL;
 		rc = snap_prepare(s,
 				  "SELECT max(COALESCE((SELECT MAX(seq) FROM oplog), 0), "
-				  "COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), 0))",
+				  "COALESCE((SELECT seq FROM sqlite_sequence WHERE name='oplog'), "
+				  "0))",
 				  &st, err);
 		if (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
 			s->head = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
 	if (rc == 0)
-		rc = snap_prepare(s, "SELECT name, versioning, created_ms, hlc, node FROM buckets "
-				     "ORDER BY name",
+		rc = snap_prepare(s,
+				  "SELECT name, versioning, created_ms, hlc, node FROM buckets "
+				  "ORDER BY name",
 				  &s->bst, err);
 	if (rc == 0)
-		rc = snap_prepare(s, "SELECT name, value FROM bucket_config WHERE bucket=?1 "
-				     "ORDER BY name",
+		rc = snap_prepare(s,
+				  "SELECT name, value FROM bucket_config WHERE bucket=?1 "
+				  "ORDER BY name",
 				  &s->cst, err);
 	if (rc == 0)
 		rc = snap_prepare(s,
@@ -307,8 +310,9 @@ static int snap_bucket_apply(meta_conn *w, json_t *op, sl_err *err)
 	json_t *cfg = json_object_get(op, "config");
 	if (!b || !node || !core_bucket_name_valid(b))
 		return bad(err, "bucket without a valid name/node");
-	sqlite3_stmt *st = meta_stmt(w, "INSERT OR REPLACE INTO buckets(name, versioning, "
-					"created_ms, hlc, node) VALUES(?1,?2,?3,?4,?5)",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT OR REPLACE INTO buckets(name, versioning, "
+				     "created_ms, hlc, node) VALUES(?1,?2,?3,?4,?5)",
 				     err);
 	if (!st)
 		return err->code;
@@ -377,7 +381,8 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (rc == 0 && !blob)
 		rc = sl_err_set(err, SL_ENOMEM, "out of memory");
 	if (rc == 0) {
-		st = meta_stmt(w, "DELETE FROM versions WHERE bucket=?1 AND key=?2 AND vid=?3", err);
+		st = meta_stmt(w, "DELETE FROM versions WHERE bucket=?1 AND key=?2 AND vid=?3",
+			       err);
 		if (!st)
 			rc = err->code;
 	}
@@ -388,9 +393,10 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 		rc = meta_done(w, st, err);
 	}
 	if (rc == 0) {
-		st = meta_stmt(w, "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
-				  " mtime_ms, meta, state, chunks, parts) "
-				  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+		st = meta_stmt(w,
+			       "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
+			       " mtime_ms, meta, state, chunks, parts) "
+			       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
 			       err);
 		if (!st)
 			rc = err->code;
@@ -416,8 +422,9 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 	}
 	free(blob);
 	if (rc == 0 && json_is_true(json_object_get(op, "cur"))) {
-		st = meta_stmt(w, "INSERT INTO current(bucket, key, vrow) VALUES(?1,?2,?3) "
-				  "ON CONFLICT(bucket, key) DO UPDATE SET vrow=excluded.vrow",
+		st = meta_stmt(w,
+			       "INSERT INTO current(bucket, key, vrow) VALUES(?1,?2,?3) "
+			       "ON CONFLICT(bucket, key) DO UPDATE SET vrow=excluded.vrow",
 			       err);
 		if (!st)
 			return err->code;
@@ -446,9 +453,10 @@ static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 			return bad(err, "origin hlc is not an integer");
 		if (strcmp(node, c->node) == 0)
 			continue;
-		sqlite3_stmt *st = meta_stmt(w, "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
-						"ON CONFLICT(node) DO UPDATE SET hlc=max(hlc, "
-						"excluded.hlc)",
+		sqlite3_stmt *st = meta_stmt(w,
+					     "INSERT INTO repl_origin(node, hlc) VALUES(?1, ?2) "
+					     "ON CONFLICT(node) DO UPDATE SET hlc=max(hlc, "
+					     "excluded.hlc)",
 					     err);
 		if (!st)
 			return err->code;
@@ -458,9 +466,10 @@ static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 			return rc;
 		hlc_observe_trusted(&c->hlc, (uint64_t)json_integer_value(h));
 	}
-	sqlite3_stmt *st = meta_stmt(w, "INSERT INTO peers(peer, seq, updated_ms) VALUES(?1,?2,?3) "
-					"ON CONFLICT(peer) DO UPDATE SET seq=excluded.seq, "
-					"updated_ms=excluded.updated_ms",
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT INTO peers(peer, seq, updated_ms) VALUES(?1,?2,?3) "
+				     "ON CONFLICT(peer) DO UPDATE SET seq=excluded.seq, "
+				     "updated_ms=excluded.updated_ms",
 				     err);
 	if (!st)
 		return err->code;
@@ -476,8 +485,9 @@ static int snap_end(core *c, meta_conn *w, json_t *op, sl_err *err)
 	if (head < 0)
 		return meta_fail(w, "read oplog head", err);
 	head++;
-	st = meta_stmt(w, "INSERT OR REPLACE INTO sqlite_sequence(rowid, name, seq) VALUES("
-			  "(SELECT rowid FROM sqlite_sequence WHERE name='oplog'), 'oplog', ?1)",
+	st = meta_stmt(w,
+		       "INSERT OR REPLACE INTO sqlite_sequence(rowid, name, seq) VALUES("
+		       "(SELECT rowid FROM sqlite_sequence WHERE name='oplog'), 'oplog', ?1)",
 		       err);
 	if (!st)
 		return err->code;
@@ -582,8 +592,7 @@ int core_snapshot_apply(core *c, const char *const *recs, size_t n, sl_err *err)
 	return n ? core_commit(c, prep_snap, &a, err) : 0;
 }
 
-int core_snapshot_finish(core *c, const char *peer, int64_t seq, const char *origins,
-			 sl_err *err)
+int core_snapshot_finish(core *c, const char *peer, int64_t seq, const char *origins, sl_err *err)
 {
 	if (!peer || !origins)
 		return sl_err_set(err, SL_EINVAL, "no peer or origins");

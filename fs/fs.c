@@ -268,8 +268,8 @@ static void fs_flushOne(fs_ctx *m, fs_inode *in, void *arg)
 		return;
 	int r = fs_data_commit(m, d, in->bucket, in->path, 0);
 	if (r < 0)
-		fprintf(stderr, "seglake mount: commit of %s/%s at unmount failed: %s\n", in->bucket,
-			in->path, strerror(-r));
+		fprintf(stderr, "seglake mount: commit of %s/%s at unmount failed: %s\n",
+			in->bucket, in->path, strerror(-r));
 }
 
 void fs_mount_stop(fs_mount *m)

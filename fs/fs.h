@@ -16,7 +16,7 @@ typedef struct fs_opts {
 	const char *mountpoint;
 	const char *bucket; /* NULL: root lists buckets; else mount one bucket at the root */
 	int allow_other;    /* off unless asked for */
-	int debug;          /* FUSE debug output */
+	int debug;	    /* FUSE debug output */
 } fs_opts;
 
 typedef struct fs_mount fs_mount;

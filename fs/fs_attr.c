@@ -44,7 +44,8 @@ static int fs_parseTime(const char *s, struct timespec *ts)
 	if (dot) {
 		long ns = 0;
 		int digits = 0;
-		for (const char *p = dot + 1; isdigit((unsigned char)*p) && digits < 9; p++, digits++)
+		for (const char *p = dot + 1; isdigit((unsigned char)*p) && digits < 9;
+		     p++, digits++)
 			ns = ns * 10 + (*p - '0');
 		for (; digits < 9; digits++)
 			ns *= 10;
@@ -67,8 +68,8 @@ void fs_attr_dir_default(fs_ctx *m, int64_t mtime_ms, struct stat *st)
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
-void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime_ms,
-		       int is_dir, struct stat *st)
+void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime_ms, int is_dir,
+		       struct stat *st)
 {
 	fs_attr_dir_default(m, mtime_ms, st);
 	if (!is_dir) {
@@ -276,7 +277,8 @@ int fs_xattr_list(const char *meta, char *buf, size_t size, size_t *len)
 	const char *k;
 	json_t *v;
 	size_t total = 0;
-	json_object_foreach(map, k, v) {
+	json_object_foreach(map, k, v)
+	{
 		size_t kl = strlen(k) + 1;
 		if (size && total + kl <= size)
 			memcpy(buf + total, k, kl);

@@ -168,7 +168,6 @@ static int fs_md5Advance(fs_ctx *m, fs_data *d, int all)
 	return 0;
 }
 
-
 int fs_data_new(fs_data **out)
 {
 	fs_data *d = calloc(1, sizeof(*d));
@@ -752,7 +751,8 @@ static int fs_resize(fs_ctx *m, fs_data *d, uint64_t nsize)
 		size_t last = oldn - 1;
 		if ((r = fs_settle(m, d, last)) < 0)
 			return r;
-		if (d->ovl[last] && fs_chunkLen(d, last) < CHUNK && (r = fs_ovlFold(m, d, last)) < 0)
+		if (d->ovl[last] && fs_chunkLen(d, last) < CHUNK &&
+		    (r = fs_ovlFold(m, d, last)) < 0)
 			return r;
 		if (!d->bufs[last] && !fs_isHole(&d->refs[last]) && d->refs[last].len < CHUNK) {
 			r = fs_materialize(m, d, last, 1);
@@ -942,8 +942,8 @@ int fs_data_commit(fs_ctx *m, fs_data *d, const char *bucket, const char *key, i
 		EVP_MD_CTX *copy = EVP_MD_CTX_new();
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned mdlen = 0;
-		if (copy && EVP_MD_CTX_copy_ex(copy, d->md5) && EVP_DigestFinal_ex(copy, md, &mdlen) &&
-		    mdlen == 16) {
+		if (copy && EVP_MD_CTX_copy_ex(copy, d->md5) &&
+		    EVP_DigestFinal_ex(copy, md, &mdlen) && mdlen == 16) {
 			for (unsigned i = 0; i < 16; i++)
 				sprintf(etag + 2 * i, "%02x", md[i]);
 		}
@@ -1005,8 +1005,7 @@ ssize_t fs_data_copy(fs_ctx *m, fs_data *src, uint64_t off_in, fs_data *dst, uin
 		size_t si = (size_t)(sp / CHUNK), di = (size_t)(dp / CHUNK);
 		uint32_t slen = fs_chunkLen(src, si);
 		if (sp % CHUNK == 0 && dp % CHUNK == 0 && !src->bufs[si] && !src->ovl[si] &&
-		    len - pos >= slen &&
-		    src != dst && (slen == CHUNK || dp + slen >= dst->size)) {
+		    len - pos >= slen && src != dst && (slen == CHUNK || dp + slen >= dst->size)) {
 			/* Share the stored chunk: no bytes move. */
 			if (dp + slen > dst->size) {
 				r = fs_resize(m, dst, dp + slen);

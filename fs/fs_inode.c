@@ -265,8 +265,7 @@ fs_data *fs_inode_close_data(fs_ctx *m, fs_inode *in)
 	return d;
 }
 
-long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under,
-		      fs_inode ***out)
+long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under, fs_inode ***out)
 {
 	*out = NULL;
 	size_t plen = strlen(path), n = 0, cap = 0;
@@ -277,8 +276,8 @@ long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under
 			if (in->is_dir || !in->data || !atomic_load(&in->data->pending) ||
 			    !fs_sameBucket(in->bucket, bucket))
 				continue;
-			if (under ? (plen && (strncmp(in->path, path, plen) != 0 ||
-					      in->path[plen] != '/'))
+			if (under ? (plen &&
+				     (strncmp(in->path, path, plen) != 0 || in->path[plen] != '/'))
 				  : strcmp(in->path, path) != 0)
 				continue;
 			if (n == cap) {
@@ -365,8 +364,7 @@ static void fs_inodeRepath(fs_ctx *m, fs_inode *in, char *npath)
 	fs_hashInsert(m, in);
 }
 
-void fs_inode_rename(fs_ctx *m, const char *bucket, const char *src, const char *dst,
-		     int is_dir)
+void fs_inode_rename(fs_ctx *m, const char *bucket, const char *src, const char *dst, int is_dir)
 {
 	pthread_mutex_lock(&m->ilock);
 	/* The destination name (of either type) no longer names what it did. */

@@ -26,16 +26,16 @@
  * short value bounds how long a new or removed directory can stay unseen. */
 #define FS_TIMEOUT 10.0
 #define FS_TIMEOUT_LONG 300.0
-#define FS_MAX_DIRTY_PER_FILE 16           /* dirty chunks held in memory per open file */
-#define FS_BUF_MIN (16u << 10)             /* first size of a dirty chunk buffer */
-#define FS_MAX_DIRTY_TOTAL (256ull << 20)  /* dirty bytes held in memory per mount */
-#define FS_MAX_FILE_SIZE (1ull << 40)      /* writes past 1 TiB get EFBIG */
-#define FS_SELF_RING 1024                  /* remembered own changes (oplog echo filter) */
-#define FS_SELF_MS 5000                    /* how long an own change is remembered */
-#define FS_PAGE 1000                       /* readdir page (core_list max) */
-#define FS_META_XATTR "x-amz-meta-xattr"   /* s3fs's xattr header */
-#define FS_SPILL_PAGE 4096u                /* granularity of spilled dirty pages */
-#define FS_SPILL_DIR "fs-spill"            /* spill files, under the data dir */
+#define FS_MAX_DIRTY_PER_FILE 16	  /* dirty chunks held in memory per open file */
+#define FS_BUF_MIN (16u << 10)		  /* first size of a dirty chunk buffer */
+#define FS_MAX_DIRTY_TOTAL (256ull << 20) /* dirty bytes held in memory per mount */
+#define FS_MAX_FILE_SIZE (1ull << 40)	  /* writes past 1 TiB get EFBIG */
+#define FS_SELF_RING 1024		  /* remembered own changes (oplog echo filter) */
+#define FS_SELF_MS 5000			  /* how long an own change is remembered */
+#define FS_PAGE 1000			  /* readdir page (core_list max) */
+#define FS_META_XATTR "x-amz-meta-xattr"  /* s3fs's xattr header */
+#define FS_SPILL_PAGE 4096u		  /* granularity of spilled dirty pages */
+#define FS_SPILL_DIR "fs-spill"		  /* spill files, under the data dir */
 
 struct fs_data;
 
@@ -46,14 +46,14 @@ struct fs_data;
 typedef struct fs_inode {
 	struct fs_inode *hnext; /* chain in the path hash */
 	uint64_t st_ino;
-	char *bucket;       /* NULL: the bucket-list root */
-	char *path;         /* key path without trailing '/'; "" at a bucket's root */
+	char *bucket; /* NULL: the bucket-list root */
+	char *path;   /* key path without trailing '/'; "" at a bucket's root */
 	int is_dir;
-	int hashed;         /* reachable by path (0 once unlinked or replaced) */
-	int moved;          /* renamed: st_ino no longer the hash of path */
-	uint64_t nlookup;   /* kernel references (lookup/create minus forget) */
-	unsigned nopen;     /* open file handles */
-	uint64_t cache_hlc; /* version whose bytes the kernel page cache may hold */
+	int hashed;	      /* reachable by path (0 once unlinked or replaced) */
+	int moved;	      /* renamed: st_ino no longer the hash of path */
+	uint64_t nlookup;     /* kernel references (lookup/create minus forget) */
+	unsigned nopen;	      /* open file handles */
+	uint64_t cache_hlc;   /* version whose bytes the kernel page cache may hold */
 	struct fs_data *data; /* shared open-file state while nopen > 0 */
 } fs_inode;
 
@@ -74,44 +74,44 @@ typedef struct fs_name {
  * Invariant: bytes of a dirty buffer past the chunk's valid length (up to its
  * size, bcap) are zero. */
 typedef struct fs_data {
-	pthread_rwlock_t lock;  /* read: reads; write: anything that changes state */
-	core_chunkref *refs;    /* stored content of chunks without a buffer */
-	uint8_t **bufs;         /* dirty chunk buffers or NULL */
-	uint32_t *bcap;         /* their sizes: from FS_BUF_MIN, doubling to CORE_CHUNK_SIZE,
-				 * never below the chunk's valid length */
-	uint64_t *ticks;        /* last write tick per dirty buffer (LRU) */
-	core_chunk_job **jobs;  /* a buffer being stored in the background, or NULL */
-	uint64_t **ovl;         /* pages of the chunk held in the spill file (bitmap), or NULL */
+	pthread_rwlock_t lock; /* read: reads; write: anything that changes state */
+	core_chunkref *refs;   /* stored content of chunks without a buffer */
+	uint8_t **bufs;	       /* dirty chunk buffers or NULL */
+	uint32_t *bcap;	       /* their sizes: from FS_BUF_MIN, doubling to CORE_CHUNK_SIZE,
+				* never below the chunk's valid length */
+	uint64_t *ticks;       /* last write tick per dirty buffer (LRU) */
+	core_chunk_job **jobs; /* a buffer being stored in the background, or NULL */
+	uint64_t **ovl;	       /* pages of the chunk held in the spill file (bitmap), or NULL */
 	size_t nchunks, cap;
-	unsigned novl;          /* chunks with an ovl bitmap */
-	int spill_fd;           /* the file's spill (unlinked scratch file), -1 until needed */
-	uint64_t wend;          /* end of the last write (a write starting there streams) */
+	unsigned novl; /* chunks with an ovl bitmap */
+	int spill_fd;  /* the file's spill (unlinked scratch file), -1 until needed */
+	uint64_t wend; /* end of the last write (a write starting there streams) */
 	uint64_t size;
 	unsigned ndirty;
 	uint64_t tick;
-	char *meta;             /* JSON metadata of the version (malloc'd) */
-	int dirty;              /* content or metadata changed since last commit */
-	int mtime_set;          /* utimens after the last write: keep that mtime */
-	uint64_t base_hlc;      /* HLC of the version last loaded or committed */
-	char base_etag[72];     /* its etag */
+	char *meta;		/* JSON metadata of the version (malloc'd) */
+	int dirty;		/* content or metadata changed since last commit */
+	int mtime_set;		/* utimens after the last write: keep that mtime */
+	uint64_t base_hlc;	/* HLC of the version last loaded or committed */
+	char base_etag[72];	/* its etag */
 	struct timespec wmtime; /* time of the last write (mtime until committed) */
-	void *md5;              /* EVP_MD_CTX of bytes written sequentially from 0 */
-	uint64_t md5_off;       /* bytes written sequentially so far */
-	uint64_t md5_sub;       /* of those, handed to the digest thread (buffers it reads
+	void *md5;		/* EVP_MD_CTX of bytes written sequentially from 0 */
+	uint64_t md5_off;	/* bytes written sequentially so far */
+	uint64_t md5_sub;	/* of those, handed to the digest thread (buffers it reads
 				 * stay unchanged until digested) */
-	uint64_t md5_done;      /* of those, digested (under fs_mount.mdlock) */
-	int seq;                /* content so far written sequentially from empty */
-	char etag_hint[72];     /* etag of a whole-file chunk share, valid while unmodified */
-	_Atomic int pending;    /* created through this mount and not stored yet: no
+	uint64_t md5_done;	/* of those, digested (under fs_mount.mdlock) */
+	int seq;		/* content so far written sequentially from empty */
+	char etag_hint[72];	/* etag of a whole-file chunk share, valid while unmodified */
+	_Atomic int pending;	/* created through this mount and not stored yet: no
 				 * object has the name (see fs_pendingStore) */
 } fs_data;
 
 /* Directory handle: one page of a listing, addressed by entry index. */
 typedef struct fs_dirent {
 	char *name;
-	int is_dir;       /* 0 file, 1 dir, 2 symlink, 3 unknown */
-	int has_attr;     /* an object: meta/size/mtime give its attributes */
-	char *meta;       /* the object's JSON metadata (readdirplus) */
+	int is_dir;   /* 0 file, 1 dir, 2 symlink, 3 unknown */
+	int has_attr; /* an object: meta/size/mtime give its attributes */
+	char *meta;   /* the object's JSON metadata (readdirplus) */
 	uint64_t size;
 	int64_t mtime_ms;
 } fs_dirent;
@@ -121,9 +121,9 @@ typedef struct fs_dirh {
 	fs_name name;
 	fs_dirent *ents;
 	size_t n;
-	uint64_t base;   /* index of ents[0] among the directory's entries */
-	int truncated;   /* more pages after this one */
-	char *marker;    /* core_list start_after for the next page */
+	uint64_t base; /* index of ents[0] among the directory's entries */
+	int truncated; /* more pages after this one */
+	char *marker;  /* core_list start_after for the next page */
 	int loaded;
 	struct fs_dirh *prev, *next; /* open directory handles of the mount (freed at
 				      * stop if the session ends before the kernel
@@ -156,8 +156,8 @@ struct fs_mount {
 	core *c;
 	struct fuse_session *se;
 	char *mountpoint;
-	char *bucket;      /* single-bucket mount, or NULL */
-	uid_t uid;         /* mount owner: defaults for objects without attributes */
+	char *bucket; /* single-bucket mount, or NULL */
+	uid_t uid;    /* mount owner: defaults for objects without attributes */
 	gid_t gid;
 	struct stat rootst; /* the data dir: the mount root shows its owner and mode */
 	char node[17];
@@ -172,7 +172,7 @@ struct fs_mount {
 
 	_Atomic uint64_t dirty_bytes; /* dirty buffers across open files */
 	_Atomic unsigned npending;    /* open files with fs_data.pending set */
-	char *spill_dir;              /* DATA/fs-spill, NULL if unusable (no spilling) */
+	char *spill_dir;	      /* DATA/fs-spill, NULL if unusable (no spilling) */
 
 	/* the digest thread: MD5 (ETag) of sequentially written chunks, off the
 	 * request threads; tasks run in order, so per file in stream order */
@@ -194,11 +194,11 @@ struct fs_mount {
 	int loop_started, notify_started;
 	pthread_mutex_t dlock;
 	pthread_cond_t dcond;
-	int done;            /* session loop ended */
+	int done; /* session loop ended */
 	int debug;
-	int expire_only;     /* kernel supports FUSE_EXPIRE_ONLY entry notifications */
-	double timeout;      /* entry/attr cache seconds: FS_TIMEOUT or FS_TIMEOUT_LONG */
-	unsigned conn_id;    /* /sys/fs/fuse/connections/N, 0 if unknown */
+	int expire_only;  /* kernel supports FUSE_EXPIRE_ONLY entry notifications */
+	double timeout;	  /* entry/attr cache seconds: FS_TIMEOUT or FS_TIMEOUT_LONG */
+	unsigned conn_id; /* /sys/fs/fuse/connections/N, 0 if unknown */
 	_Atomic int stopping;
 	int64_t oplog_seen;
 };
@@ -220,8 +220,7 @@ void fs_name_clear(fs_name *n);
 /* Drops (bucket, path, is_dir) from the path index (unlinked or replaced). */
 void fs_inode_unhash(fs_ctx *m, const char *bucket, const char *path, int is_dir);
 /* After a rename: moves inode(s) from src to dst, renaming a subtree for dirs. */
-void fs_inode_rename(fs_ctx *m, const char *bucket, const char *src, const char *dst,
-		     int is_dir);
+void fs_inode_rename(fs_ctx *m, const char *bucket, const char *src, const char *dst, int is_dir);
 /* Counts an open and returns the inode's shared data: the existing one, or
  * fresh (then *took = 1: the inode now owns it). */
 fs_data *fs_inode_open_data(fs_ctx *m, fs_inode *in, fs_data *fresh, int *took);
@@ -233,16 +232,15 @@ fs_data *fs_inode_close_data(fs_ctx *m, fs_inode *in);
  * directory path (under 1; "" is the whole bucket). Each is returned with
  * its data held (release with fs_inode_close_data); *out is malloc'd.
  * Returns the count or -ENOMEM. */
-long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under,
-		      fs_inode ***out);
+long fs_inode_pending(fs_ctx *m, const char *bucket, const char *path, int under, fs_inode ***out);
 /* Calls fn for every hashed inode with open data (shutdown flush). */
 void fs_inode_each_data(fs_ctx *m, void (*fn)(fs_ctx *, fs_inode *, void *), void *arg);
 
 /* ---- fs_attr.c ---- */
 /* Fills st from object info (meta, size, mtime) or defaults. kind: 0 file, 1 dir. */
 void fs_attr_from_info(fs_ctx *m, const core_objinfo *oi, int is_dir, struct stat *st);
-void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime_ms,
-		       int is_dir, struct stat *st);
+void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime_ms, int is_dir,
+		       struct stat *st);
 void fs_attr_dir_default(fs_ctx *m, int64_t mtime_ms, struct stat *st);
 /* Returns a new JSON text: meta with name set to value (value NULL removes). */
 char *fs_meta_set(const char *meta, const char *name, const char *value);
@@ -254,8 +252,8 @@ char *fs_meta_set_time(const char *meta, const char *name, const struct timespec
 int fs_xattr_get(const char *meta, const char *name, void *buf, size_t size, size_t *len);
 int fs_xattr_list(const char *meta, char *buf, size_t size, size_t *len);
 /* Returns 0 and *out (new meta text) or -errno. value NULL removes. */
-int fs_xattr_set(const char *meta, const char *name, const void *value, size_t size,
-		 int flags, char **out);
+int fs_xattr_set(const char *meta, const char *name, const void *value, size_t size, int flags,
+		 char **out);
 
 /* ---- fs_data.c ---- */
 /* Per mount: creates the spill directory and removes files a crash left in

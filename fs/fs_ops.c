@@ -208,7 +208,8 @@ static int fs_dirStat(fs_ctx *m, const char *bucket, const char *path, struct st
 			fs_attr_dir_default(m, b.created_ms, st);
 		}
 		char *cfg = NULL;
-		if (!m->bucket && core_bucket_config_get(m->c, bucket, ROOT_CONFIG, &cfg, &err) == 0) {
+		if (!m->bucket &&
+		    core_bucket_config_get(m->c, bucket, ROOT_CONFIG, &cfg, &err) == 0) {
 			int64_t ms = st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
 			fs_attr_from_meta(m, cfg, 0, ms, 1, st);
 		}
@@ -335,8 +336,9 @@ static int fs_resolve(fs_ctx *m, const fs_name *pn, const char *name, char **pat
 		if (ni.has_marker)
 			fs_attr_from_info(m, &ni.marker, 1, st);
 		else
-			fs_attr_dir_default(m, ni.is_file ? ni.file.mtime_ms
-						      : (int64_t)m->rootst.st_mtim.tv_sec * 1000,
+			fs_attr_dir_default(m,
+					    ni.is_file ? ni.file.mtime_ms
+						       : (int64_t)m->rootst.st_mtim.tv_sec * 1000,
 					    st);
 		r = 1;
 	} else if (ni.is_file) {
@@ -465,7 +467,8 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 			r = fn(cfg ? cfg : "{}", arg, &nm);
 			if (r == 0) {
 				fs_self_note(m, n.bucket, NULL, 0);
-				r = -fs_errno(core_bucket_config_set(m->c, n.bucket, ROOT_CONFIG, nm, &err));
+				r = -fs_errno(core_bucket_config_set(m->c, n.bucket, ROOT_CONFIG,
+								     nm, &err));
 			}
 		} else {
 			r = -fs_errno(r);
@@ -480,7 +483,8 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 			core_objinfo_clear(&oi);
 			if (r == 0) {
 				fs_self_note(m, n.bucket, dk, 0);
-				r = -fs_errno(core_set_meta(m->c, n.bucket, dk, nm, NULL, &oi, &err));
+				r = -fs_errno(
+					core_set_meta(m->c, n.bucket, dk, nm, NULL, &oi, &err));
 			}
 		} else if (r == SL_ENOKEY) {
 			/* implicit directory: write a marker carrying the attributes */
@@ -492,8 +496,8 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 				po.meta = nm;
 				po.kind = "mkdir";
 				fs_self_note(m, n.bucket, dk, 0);
-				r = -fs_errno(core_put_chunks(m->c, n.bucket, dk, NULL, 0, EMPTY_MD5, &po,
-							      &oi, &err));
+				r = -fs_errno(core_put_chunks(m->c, n.bucket, dk, NULL, 0,
+							      EMPTY_MD5, &po, &oi, &err));
 			}
 		} else {
 			r = -fs_errno(r);
@@ -525,8 +529,8 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 				} else {
 					core_objinfo oi = { 0 };
 					fs_self_note(m, n.bucket, n.path, 0);
-					r = -fs_errno(core_set_meta(m->c, n.bucket, n.path, d->meta, NULL,
-								    &oi, &err));
+					r = -fs_errno(core_set_meta(m->c, n.bucket, n.path, d->meta,
+								    NULL, &oi, &err));
 					if (r == 0) {
 						d->base_hlc = oi.hlc;
 						in->cache_hlc = oi.hlc;
@@ -544,8 +548,8 @@ static int fs_metaUpdate(fs_ctx *m, fs_inode *in, fs_metaFn fn, void *arg, int e
 				core_objinfo_clear(&oi);
 				if (r == 0) {
 					fs_self_note(m, n.bucket, n.path, 0);
-					r = -fs_errno(core_set_meta(m->c, n.bucket, n.path, nm, NULL, &oi,
-								    &err));
+					r = -fs_errno(core_set_meta(m->c, n.bucket, n.path, nm,
+								    NULL, &oi, &err));
 				}
 			} else {
 				r = -fs_errno(r);
@@ -862,8 +866,8 @@ static void fs_opMkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 				po.kind = "mkdir";
 				po.cond.if_none_match = "*";
 				fs_self_note(m, pn.bucket, dk, 0);
-				r = core_put_chunks(m->c, pn.bucket, dk, NULL, 0, EMPTY_MD5, &po, &oi,
-						    &err);
+				r = core_put_chunks(m->c, pn.bucket, dk, NULL, 0, EMPTY_MD5, &po,
+						    &oi, &err);
 				if (r == SL_EPRECOND || r == SL_EEXIST)
 					r = -EEXIST;
 				else
@@ -932,7 +936,8 @@ static void fs_opRmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 				} else {
 					core_del_result dr;
 					fs_self_note(m, pn.bucket, dk, 0);
-					r = -fs_errno(core_delete(m->c, pn.bucket, dk, NULL, &dr, &err));
+					r = -fs_errno(
+						core_delete(m->c, pn.bucket, dk, NULL, &dr, &err));
 				}
 			}
 			core_list_result_clear(&res);
@@ -1057,9 +1062,8 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 				r = -ENOMEM;
 				break;
 			}
-			int hidden = res.nprefixes &&
-				     bsearch(&asdir, res.prefixes, res.nprefixes, sizeof(char *),
-					     fs_cmpStr) != NULL;
+			int hidden = res.nprefixes && bsearch(&asdir, res.prefixes, res.nprefixes,
+							      sizeof(char *), fs_cmpStr) != NULL;
 			if (!hidden && res.truncated && res.next_marker &&
 			    strcmp(asdir, res.next_marker) > 0) {
 				int has;
@@ -1076,7 +1080,8 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 			} else if (res.objs[i].meta) {
 				char *mv = core_meta_get(res.objs[i].meta, "x-amz-meta-mode");
 				is_dir = 0;
-				if (mv && (strtoul(mv, NULL, mv[0] == '0' ? 8 : 10) & S_IFMT) == S_IFLNK)
+				if (mv &&
+				    (strtoul(mv, NULL, mv[0] == '0' ? 8 : 10) & S_IFMT) == S_IFLNK)
 					is_dir = 2;
 				free(mv);
 			}
@@ -1124,8 +1129,8 @@ static uint64_t fs_nameIno(const char *s)
 /* readdirplus: the entry for a file of the listing with its attributes and
  * one lookup reference; 0 with e->ino = 0 for names sent without attributes
  * (directories: their attributes need a lookup). */
-static int fs_dirPlusEntry(fs_ctx *m, fs_dirh *dh, const fs_dirent *de,
-			   struct fuse_entry_param *e, fs_inode **ref)
+static int fs_dirPlusEntry(fs_ctx *m, fs_dirh *dh, const fs_dirent *de, struct fuse_entry_param *e,
+			   fs_inode **ref)
 {
 	*ref = NULL;
 	if (!de->has_attr || de->is_dir == 1 || !dh->name.bucket)
@@ -1150,8 +1155,7 @@ static int fs_dirPlusEntry(fs_ctx *m, fs_dirh *dh, const fs_dirent *de,
 	return 0;
 }
 
-static void fs_dirRead(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       int plus)
+static void fs_dirRead(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, int plus)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_dirh *dh = (fs_dirh *)(uintptr_t)fi->fh;
@@ -1297,8 +1301,7 @@ void fs_dirs_free(fs_ctx *m)
 	}
 }
 
-static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			  struct fuse_file_info *fi)
+static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)datasync;
 	(void)fi;
@@ -1469,7 +1472,8 @@ static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const c
 	} else if (pending_meta) {
 		core_name_info ni;
 		sl_err err;
-		r = core_name_stat(m->c, pn.bucket, path, CORE_NAME_FILE | CORE_NAME_DIR, &ni, &err);
+		r = core_name_stat(m->c, pn.bucket, path, CORE_NAME_FILE | CORE_NAME_DIR, &ni,
+				   &err);
 		if (r < 0)
 			r = r == SL_ENOBUCKET ? -ENOENT : -fs_errno(r);
 		else if (ni.is_dir)
@@ -1481,7 +1485,8 @@ static int fs_createObject(fuse_req_t req, fs_ctx *m, fuse_ino_t parent, const c
 			struct timespec now;
 			clock_gettime(CLOCK_REALTIME, &now);
 			fs_attr_from_meta(m, meta, 0,
-					  (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, 0, st);
+					  (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, 0,
+					  st);
 		}
 		if (r == 0) {
 			*pending_meta = meta;
@@ -1540,8 +1545,7 @@ static void fs_opCreate(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		fuse_reply_err(req, -r);
 }
 
-static void fs_opMknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		       dev_t rdev)
+static void fs_opMknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	(void)rdev;
 	fs_ctx *m = fs_ctxOf(req);
@@ -1785,8 +1789,8 @@ static int fs_kindOf(fs_ctx *m, const char *bucket, const char *path)
 	return r == 0 ? 0 : -fs_errno(r);
 }
 
-static int fs_renameDir(fs_ctx *m, const char *bucket, const char *src, const char *dst,
-			int dkind, unsigned flags)
+static int fs_renameDir(fs_ctx *m, const char *bucket, const char *src, const char *dst, int dkind,
+			unsigned flags)
 {
 	sl_err err;
 	char *sk = fs_dirKey(src), *dk = fs_dirKey(dst);
@@ -1840,8 +1844,8 @@ out:
 	return r;
 }
 
-static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			const char *newname, unsigned int flags)
 {
 	fs_ctx *m = fs_ctxOf(req);
 	fs_name pn, npn;
@@ -1909,7 +1913,8 @@ static void fs_opRename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			fs_self_note(m, pn.bucket, src, 0);
 			fs_self_note(m, pn.bucket, dst, 0);
 			r = core_rename(m->c, pn.bucket, src, dst,
-					(flags & RENAME_NOREPLACE) ? CORE_RENAME_NOREPLACE : 0, &err);
+					(flags & RENAME_NOREPLACE) ? CORE_RENAME_NOREPLACE : 0,
+					&err);
 			r = r == SL_EEXIST || r == SL_EPRECOND ? -EEXIST : -fs_errno(r);
 			if (r == 0)
 				fs_inode_rename(m, pn.bucket, src, dst, 0);

@@ -313,8 +313,9 @@ int meta_state_get_int(meta_conn *c, const char *k, int64_t *v, sl_err *err)
 
 int meta_state_set_int(meta_conn *c, const char *k, int64_t v, sl_err *err)
 {
-	sqlite3_stmt *st = meta_stmt(c, "INSERT INTO state(k, v) VALUES(?1, ?2) "
-					"ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+	sqlite3_stmt *st = meta_stmt(c,
+				     "INSERT INTO state(k, v) VALUES(?1, ?2) "
+				     "ON CONFLICT(k) DO UPDATE SET v=excluded.v",
 				     err);
 	if (!st)
 		return err ? err->code : SL_EIO;

@@ -4,10 +4,10 @@
  * pool of reader connections, each with a cache of prepared statements.
  *
  * The schema (tables buckets, bucket_config, versions, current, chunks,
- * oplog, uploads, parts, state, peers, repl_origin, damaged, keys) is defined here and only here; core/ issues
- * the queries through meta_stmt(). SQLITE_BUSY never reaches a caller: the
- * writer is unique in the process (the data dir lock keeps other processes
- * out) and readers wait through a busy timeout.
+ * oplog, uploads, parts, state, peers, repl_origin, damaged, keys) is defined here and only here;
+ * core/ issues the queries through meta_stmt(). SQLITE_BUSY never reaches a caller: the writer is
+ * unique in the process (the data dir lock keeps other processes out) and readers wait through a
+ * busy timeout.
  */
 #ifndef SL_META_META_H
 #define SL_META_META_H

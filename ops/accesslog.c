@@ -14,7 +14,7 @@
 static int redact_name(const char *name, size_t len)
 {
 	static const char *const secret[] = { "X-Amz-Signature", "X-Amz-Security-Token",
-					       "Signature", "X-Amz-Credential-Secret", NULL };
+					      "Signature", "X-Amz-Credential-Secret", NULL };
 	for (int i = 0; secret[i]; i++)
 		if (strlen(secret[i]) == len && strncasecmp(name, secret[i], len) == 0)
 			return 1;
@@ -38,7 +38,8 @@ void ops_redact_query(const char *q, char *out, size_t cap)
 		size_t vlen = plen;
 		char buf[160];
 		if (eq && redact_name(q, nlen)) {
-			snprintf(buf, sizeof(buf), "%.*s=REDACTED", (int)(nlen > 100 ? 100 : nlen), q);
+			snprintf(buf, sizeof(buf), "%.*s=REDACTED", (int)(nlen > 100 ? 100 : nlen),
+				 q);
 			val = buf;
 			vlen = strlen(buf);
 		}
@@ -63,16 +64,16 @@ char *ops_access_line(const ops_access *a)
 	gmtime_r(&ts.tv_sec, &tm);
 	char when[96];
 	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000);
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "time", json_string(when));
 	json_object_set_new(o, "request_id", json_string(a->request_id ? a->request_id : ""));
 	json_object_set_new(o, "remote", json_string(a->remote ? a->remote : ""));
-	json_object_set_new(o, "key_id", a->key_id && *a->key_id ? json_string(a->key_id)
-								  : json_string("anonymous"));
+	json_object_set_new(o, "key_id",
+			    a->key_id && *a->key_id ? json_string(a->key_id)
+						    : json_string("anonymous"));
 	json_object_set_new(o, "op", json_string(a->op ? a->op : ""));
 	if (a->method)
 		json_object_set_new(o, "method", json_string(a->method));

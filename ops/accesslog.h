@@ -13,14 +13,14 @@
 
 typedef struct ops_access {
 	const char *request_id;
-	const char *remote;     /* client address */
-	const char *key_id;     /* access key id, NULL/"" = anonymous */
-	const char *op;         /* "GetObject", ... */
+	const char *remote; /* client address */
+	const char *key_id; /* access key id, NULL/"" = anonymous */
+	const char *op;	    /* "GetObject", ... */
 	const char *method;
 	const char *bucket, *key;
-	const char *query;      /* raw query string (redacted on output) */
+	const char *query; /* raw query string (redacted on output) */
 	int status;
-	const char *error;      /* S3 error code or NULL */
+	const char *error; /* S3 error code or NULL */
 	uint64_t bytes_in, bytes_out;
 	double duration_ms;
 	const char *user_agent;

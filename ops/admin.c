@@ -401,7 +401,8 @@ int ops_admin_call(const char *dir, json_t *req, ops_emit_fn emit, void *ctx,
 	json_decref(msg);
 	if (rc != 0) {
 		close(fd);
-		return sl_err_set(err, SL_EIO, "cannot send to the admin socket: %s", strerror(errno));
+		return sl_err_set(err, SL_EIO, "cannot send to the admin socket: %s",
+				  strerror(errno));
 	}
 	line_reader lr = { 0 };
 	int cancel_sent = 0;

@@ -87,7 +87,8 @@ static json_t *exec_key_json(const keys_info *ki)
 			      ki->enabled, "root", ki->root, "created_ms",
 			      (json_int_t)ki->created_ms, "updated_ms", (json_int_t)ki->updated_ms);
 	if (o)
-		json_object_set_new(o, "policy", ki->policy ? json_string(ki->policy) : json_null());
+		json_object_set_new(o, "policy",
+				    ki->policy ? json_string(ki->policy) : json_null());
 	return o;
 }
 
@@ -118,21 +119,22 @@ static int exec_status(const ops_env *env, json_t **out, sl_err *err)
 	*out = json_pack("{sssIsIsIsIsIsIsIsIsIsIsIsIsIsbso}", "node", core_node_id(env->c),
 			 "buckets", (json_int_t)st.buckets, "objects", (json_int_t)st.objects,
 			 "versions", (json_int_t)st.versions, "bytes", (json_int_t)st.bytes_logical,
-			 "chunks", (json_int_t)st.chunks, "bytes_stored", (json_int_t)st.bytes_stored,
-			 "segments", (json_int_t)st.segments, "segment_bytes",
-			 (json_int_t)st.segment_bytes, "dead_bytes", (json_int_t)gr.dead_bytes,
-			 "reclaimable_bytes", (json_int_t)gr.reclaim_bytes, "oplog_head",
-			 (json_int_t)head, "oplog_horizon", (json_int_t)horizon, "oplog_entries",
-			 (json_int_t)(head - horizon), "maintenance",
-			 core_maintenance(env->c) != 0, "peers", peers);
+			 "chunks", (json_int_t)st.chunks, "bytes_stored",
+			 (json_int_t)st.bytes_stored, "segments", (json_int_t)st.segments,
+			 "segment_bytes", (json_int_t)st.segment_bytes, "dead_bytes",
+			 (json_int_t)gr.dead_bytes, "reclaimable_bytes",
+			 (json_int_t)gr.reclaim_bytes, "oplog_head", (json_int_t)head,
+			 "oplog_horizon", (json_int_t)horizon, "oplog_entries",
+			 (json_int_t)(head - horizon), "maintenance", core_maintenance(env->c) != 0,
+			 "peers", peers);
 	return *out ? 0 : sl_err_set(err, SL_ENOMEM, "out of memory");
 }
 
 /* Versions that use a chunk scrub recorded as damaged (core_fsck checks
  * metadata against segments but does not re-read data). Public API only:
  * every version of every bucket, its chunk list, core_chunk_damaged. */
-static int exec_scrub_damage(const ops_env *env, exec_progress *pr, uint64_t *nver,
-			     char *first, size_t cap, sl_err *err)
+static int exec_scrub_damage(const ops_env *env, exec_progress *pr, uint64_t *nver, char *first,
+			     size_t cap, sl_err *err)
 {
 	core_bucket *bk = NULL;
 	size_t nb = 0;
@@ -140,8 +142,10 @@ static int exec_scrub_damage(const ops_env *env, exec_progress *pr, uint64_t *nv
 	for (size_t b = 0; rc == 0 && b < nb && !pr->stop; b++) {
 		char *after = NULL, *vafter = NULL;
 		for (;;) {
-			core_list_opts lo = { .start_after = after, .version_marker = vafter,
-					      .max_keys = 1000, .versions = 1 };
+			core_list_opts lo = { .start_after = after,
+					      .version_marker = vafter,
+					      .max_keys = 1000,
+					      .versions = 1 };
 			core_list_result lr;
 			memset(&lr, 0, sizeof(lr));
 			if ((rc = core_list(env->c, bk[b].name, &lo, &lr, err)) < 0)
@@ -153,14 +157,16 @@ static int exec_scrub_damage(const ops_env *env, exec_progress *pr, uint64_t *nv
 				core_objinfo info;
 				memset(&info, 0, sizeof(info));
 				if (o->delete_marker ||
-				    core_get_chunks(env->c, o->bucket, o->key, o->version_id, &info, &ch,
-						    &n, NULL) != 0)
+				    core_get_chunks(env->c, o->bucket, o->key, o->version_id, &info,
+						    &ch, &n, NULL) != 0)
 					continue;
 				int bad = 0;
 				for (size_t k = 0; k < n && !bad; k++)
 					bad = core_chunk_damaged(env->c, ch[k].hash);
 				if (bad && (*nver)++ == 0)
-					snprintf(first, cap, "%s/%s (version %s) uses a chunk scrub found damaged",
+					snprintf(first, cap,
+						 "%s/%s (version %s) uses a chunk scrub found "
+						 "damaged",
 						 o->bucket, o->key, o->version_id);
 				free(ch);
 				core_objinfo_clear(&info);
@@ -168,8 +174,9 @@ static int exec_scrub_damage(const ops_env *env, exec_progress *pr, uint64_t *nv
 			free(after);
 			free(vafter);
 			after = lr.truncated && lr.next_marker ? strdup(lr.next_marker) : NULL;
-			vafter = lr.truncated && lr.next_version_marker ? strdup(lr.next_version_marker)
-									: NULL;
+			vafter = lr.truncated && lr.next_version_marker
+					 ? strdup(lr.next_version_marker)
+					 : NULL;
 			int more = lr.truncated && after;
 			core_list_result_clear(&lr);
 			if (!more || exec_on_progress(pr, "damage", b, nb))
@@ -202,15 +209,16 @@ static int exec_fsck(const ops_env *env, exec_progress *pr, json_t **out, sl_err
 	uint64_t problems = r.missing_chunks + r.damaged_versions + r.bad_locations +
 			    r.size_mismatches + r.missing_segments;
 	json_error_t je;
-	*out = json_pack_ex(&je, 0, "{sIsIsIsIsIsIsIsIsIsIsIsIsssb}", "versions", (json_int_t)r.versions,
-			 "chunk_refs", (json_int_t)r.chunk_refs, "chunks", (json_int_t)r.chunks,
-			 "segments", (json_int_t)r.segments, "missing_chunks",
-			 (json_int_t)r.missing_chunks, "damaged_versions",
-			 (json_int_t)r.damaged_versions, "bad_locations", (json_int_t)r.bad_locations,
-			 "orphan_chunks", (json_int_t)r.orphan_chunks, "orphan_bytes",
-			 (json_int_t)r.orphan_bytes, "size_mismatches", (json_int_t)r.size_mismatches,
-			 "missing_segments", (json_int_t)r.missing_segments, "problems",
-			 (json_int_t)problems, "first_problem", r.first_problem, "stopped", pr->stop);
+	*out = json_pack_ex(&je, 0, "{sIsIsIsIsIsIsIsIsIsIsIsIsssb}", "versions",
+			    (json_int_t)r.versions, "chunk_refs", (json_int_t)r.chunk_refs,
+			    "chunks", (json_int_t)r.chunks, "segments", (json_int_t)r.segments,
+			    "missing_chunks", (json_int_t)r.missing_chunks, "damaged_versions",
+			    (json_int_t)r.damaged_versions, "bad_locations",
+			    (json_int_t)r.bad_locations, "orphan_chunks",
+			    (json_int_t)r.orphan_chunks, "orphan_bytes", (json_int_t)r.orphan_bytes,
+			    "size_mismatches", (json_int_t)r.size_mismatches, "missing_segments",
+			    (json_int_t)r.missing_segments, "problems", (json_int_t)problems,
+			    "first_problem", r.first_problem, "stopped", pr->stop);
 	return *out ? 0 : sl_err_set(err, SL_EINTERNAL, "fsck report: %s", je.text);
 }
 
@@ -235,15 +243,15 @@ static int exec_scrub(const ops_env *env, json_t *args, exec_progress *pr, json_
 	return *out ? 0 : sl_err_set(err, SL_ENOMEM, "out of memory");
 }
 
-static int exec_gc(const ops_env *env, json_t *args, exec_progress *pr, json_t **out,
-		   sl_err *err)
+static int exec_gc(const ops_env *env, json_t *args, exec_progress *pr, json_t **out, sl_err *err)
 {
 	int dry = json_is_true(json_object_get(args, "dry_run"));
 	double ratio = 0.3;
 	json_t *mr = json_object_get(args, "min_dead");
 	if (mr) {
 		if (!json_is_number(mr) || json_number_value(mr) < 0 || json_number_value(mr) > 1)
-			return sl_err_set(err, SL_EINVAL, "min-dead must be a ratio between 0 and 1");
+			return sl_err_set(err, SL_EINVAL,
+					  "min-dead must be a ratio between 0 and 1");
 		ratio = json_number_value(mr);
 	}
 	json_t *rate = json_object_get(args, "rate");
@@ -293,7 +301,8 @@ static int exec_snapshot(const ops_env *env, json_t *args, exec_progress *pr, js
 	if (rc < 0)
 		return rc;
 	if (pr->stop)
-		return sl_err_set(err, SL_EINTERNAL, "snapshot interrupted; %s is incomplete", dest);
+		return sl_err_set(err, SL_EINTERNAL, "snapshot interrupted; %s is incomplete",
+				  dest);
 	/* The key table is in the snapshot's meta.db, sealed: the master key
 	 * goes along so a restore can use it (see docs/operations.md). */
 	int mk = keys_master_copy(core_dir(env->c), dest, err);
@@ -318,8 +327,7 @@ static int exec_maintenance(const ops_env *env, json_t *args, json_t **out, sl_e
 	return *out ? 0 : sl_err_set(err, SL_ENOMEM, "out of memory");
 }
 
-static int exec_key(const ops_env *env, const char *sub, json_t *args, json_t **out,
-		    sl_err *err)
+static int exec_key(const ops_env *env, const char *sub, json_t *args, json_t **out, sl_err *err)
 {
 	if (!env->k)
 		return sl_err_set(err, SL_ENOTSUP, "no key store");
@@ -343,7 +351,8 @@ static int exec_key(const ops_env *env, const char *sub, json_t *args, json_t **
 	if (strcmp(sub, "create") == 0) {
 		json_t *pol = json_object_get(args, "policy");
 		if (pol && !json_is_string(pol) && !json_is_null(pol))
-			return sl_err_set(err, SL_EINVAL, "policy must be a JSON document as a string");
+			return sl_err_set(err, SL_EINVAL,
+					  "policy must be a JSON document as a string");
 		rc = keys_create(env->k, arg_str(args, "name"), json_string_value(pol),
 				 json_is_true(json_object_get(args, "root")), &ki, secret, err);
 		if (rc < 0)
@@ -365,7 +374,8 @@ static int exec_key(const ops_env *env, const char *sub, json_t *args, json_t **
 	} else if (strcmp(sub, "policy") == 0) {
 		json_t *pol = json_object_get(args, "policy");
 		if (!pol || (!json_is_string(pol) && !json_is_null(pol)))
-			return sl_err_set(err, SL_EINVAL, "key policy needs a policy document or null");
+			return sl_err_set(err, SL_EINVAL,
+					  "key policy needs a policy document or null");
 		rc = keys_set_policy(env->k, id, json_string_value(pol), err);
 		if (rc == 0)
 			rc = keys_get(env->k, id, &ki, err);

@@ -13,7 +13,7 @@
 
 #include <openssl/sha.h>
 
-#define LIMITS_BUCKETS 4096 /* failure buckets (IPs and keys together) */
+#define LIMITS_BUCKETS 4096  /* failure buckets (IPs and keys together) */
 #define LIMITS_INFLIGHT 1024 /* keys with requests in flight */
 
 typedef struct cidr {
@@ -176,11 +176,11 @@ void ops_cidrs_free(ops_cidrs *c)
 	free(c);
 }
 
-void ops_limits_client_ip(ops_limits *l, const char *peer, const char *xff, char *out,
-			  size_t cap)
+void ops_limits_client_ip(ops_limits *l, const char *peer, const char *xff, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s", peer ? peer : "");
-	if (!l || !l->trusted || !l->trusted->n || !xff || !*xff || !ops_cidrs_match(l->trusted, peer))
+	if (!l || !l->trusted || !l->trusted->n || !xff || !*xff ||
+	    !ops_cidrs_match(l->trusted, peer))
 		return;
 	/* Walk X-Forwarded-For from the right: the first address that is not a
 	 * trusted proxy is the client. */
@@ -353,8 +353,7 @@ void ops_limits_leave(ops_limits *l, const char *key)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int ops_limits_replayed(ops_limits *l, const char *signature, int64_t now_ms,
-			int64_t expires_ms)
+int ops_limits_replayed(ops_limits *l, const char *signature, int64_t now_ms, int64_t expires_ms)
 {
 	if (!l || !l->nrp || !signature || !*signature)
 		return 0;

@@ -25,10 +25,10 @@
 #include "common/err.h"
 
 typedef struct ops_limits_opts {
-	unsigned fail_burst;       /* failures allowed at once (0: 20) */
-	unsigned fail_per_min;     /* failures refilled per minute (0: 30) */
-	unsigned inflight_per_key; /* concurrent requests per key (0: 256) */
-	size_t replay_entries;     /* replay cache size (0: off) */
+	unsigned fail_burst;	     /* failures allowed at once (0: 20) */
+	unsigned fail_per_min;	     /* failures refilled per minute (0: 30) */
+	unsigned inflight_per_key;   /* concurrent requests per key (0: 256) */
+	size_t replay_entries;	     /* replay cache size (0: off) */
 	const char *trusted_proxies; /* comma-separated CIDRs, NULL: none */
 } ops_limits_opts;
 
@@ -52,14 +52,12 @@ void ops_limits_leave(ops_limits *l, const char *key);
 /* Replay check for a header-signed request: 1 if this signature was seen
  * before (and its entry has not expired), else remembers it until
  * expires_ms and returns 0. Always 0 when the cache is off. */
-int ops_limits_replayed(ops_limits *l, const char *signature, int64_t now_ms,
-			int64_t expires_ms);
+int ops_limits_replayed(ops_limits *l, const char *signature, int64_t now_ms, int64_t expires_ms);
 
 /* The client address into out (cap >= 64): the peer, or the right-most
  * address of xff (X-Forwarded-For, may be NULL) not in the trusted list
  * when the peer itself is trusted. */
-void ops_limits_client_ip(ops_limits *l, const char *peer, const char *xff, char *out,
-			  size_t cap);
+void ops_limits_client_ip(ops_limits *l, const char *peer, const char *xff, char *out, size_t cap);
 
 /* A list of CIDRs ("10.0.0.0/8,::1"), for other address checks (e.g.
  * /metrics open to a scraper network). */

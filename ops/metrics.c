@@ -16,8 +16,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-static const double metrics_buckets[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-					  0.25,  0.5,   1,    2.5,   5,    10,  30 };
+static const double metrics_buckets[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+					  0.5,	 1,	2.5,  5,     10,   30 };
 #define NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
 
 typedef struct series {
@@ -309,7 +309,8 @@ static void metrics_render_lake(obuf *b, core *c)
 	if (core_stats_get(c, &st, NULL) == 0) {
 		head(b, "seglake_buckets", "gauge", "Buckets.");
 		out(b, "seglake_buckets %" PRIu64 "\n", st.buckets);
-		head(b, "seglake_objects", "gauge", "Objects (latest versions that are not delete markers).");
+		head(b, "seglake_objects", "gauge",
+		     "Objects (latest versions that are not delete markers).");
 		out(b, "seglake_objects %" PRIu64 "\n", st.objects);
 		head(b, "seglake_versions", "gauge", "Stored versions.");
 		out(b, "seglake_versions %" PRIu64 "\n", st.versions);
@@ -331,7 +332,8 @@ static void metrics_render_lake(obuf *b, core *c)
 	out(b, "seglake_maintenance %d\n", core_maintenance(c) ? 1 : 0);
 	struct statvfs vfs;
 	if (statvfs(core_dir(c), &vfs) == 0) {
-		head(b, "seglake_disk_free_bytes", "gauge", "Free bytes on the data dir's filesystem.");
+		head(b, "seglake_disk_free_bytes", "gauge",
+		     "Free bytes on the data dir's filesystem.");
 		out(b, "seglake_disk_free_bytes %llu\n",
 		    (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize);
 		head(b, "seglake_disk_size_bytes", "gauge", "Size of the data dir's filesystem.");
@@ -347,13 +349,14 @@ static void metrics_render_lake(obuf *b, core *c)
 		head(b, "seglake_repl_peer_applied_seq", "gauge",
 		     "Peer oplog position applied here (pull watermark).");
 		for (size_t i = 0; i < n; i++)
-			out(b, "seglake_repl_peer_applied_seq{peer=\"%.64s\"} %" PRId64 "\n", p[i].peer,
-			    p[i].seq);
+			out(b, "seglake_repl_peer_applied_seq{peer=\"%.64s\"} %" PRId64 "\n",
+			    p[i].peer, p[i].seq);
 		head(b, "seglake_repl_peer_last_apply_age_seconds", "gauge",
 		     "Seconds since entries from the peer were last applied.");
 		for (size_t i = 0; i < n; i++)
 			out(b, "seglake_repl_peer_last_apply_age_seconds{peer=\"%.64s\"} %.3f\n",
-			    p[i].peer, p[i].updated_ms ? (double)(now - p[i].updated_ms) / 1000.0 : -1.0);
+			    p[i].peer,
+			    p[i].updated_ms ? (double)(now - p[i].updated_ms) / 1000.0 : -1.0);
 	}
 	core_peers_free(p, n);
 	char path[4200];
@@ -382,7 +385,8 @@ char *ops_metrics_render(ops_metrics *m, core *c)
 	obuf b = { 0 };
 	if (m) {
 		pthread_mutex_lock(&m->mu);
-		head(&b, "seglake_requests_total", "counter", "S3 requests by operation and status.");
+		head(&b, "seglake_requests_total", "counter",
+		     "S3 requests by operation and status.");
 		for (size_t i = 0; i < m->ns; i++)
 			out(&b, "seglake_requests_total{op=\"%s\",status=\"%d\"} %" PRIu64 "\n",
 			    m->s[i].op, m->s[i].status, m->s[i].count);
@@ -393,15 +397,16 @@ char *ops_metrics_render(ops_metrics *m, core *c)
 			for (size_t k = 0; k < NBUCKETS; k++) {
 				cum += m->h[i].buckets[k];
 				out(&b,
-				    "seglake_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %" PRIu64
-				    "\n",
+				    "seglake_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} "
+				    "%" PRIu64 "\n",
 				    m->h[i].op, metrics_buckets[k], cum);
 			}
 			out(&b,
-			    "seglake_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+			    "seglake_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} "
+			    "%" PRIu64 "\n",
 			    m->h[i].op, m->h[i].count);
-			out(&b, "seglake_request_duration_seconds_sum{op=\"%s\"} %.6f\n", m->h[i].op,
-			    m->h[i].sum);
+			out(&b, "seglake_request_duration_seconds_sum{op=\"%s\"} %.6f\n",
+			    m->h[i].op, m->h[i].sum);
 			out(&b, "seglake_request_duration_seconds_count{op=\"%s\"} %" PRIu64 "\n",
 			    m->h[i].op, m->h[i].count);
 		}
@@ -415,7 +420,8 @@ char *ops_metrics_render(ops_metrics *m, core *c)
 			    m->h[i].bytes_out);
 		head(&b, "seglake_requests_in_flight", "gauge", "Requests being handled.");
 		out(&b, "seglake_requests_in_flight %" PRId64 "\n", m->inflight);
-		head(&b, "seglake_auth_failures_total", "counter", "Failed authentications by reason.");
+		head(&b, "seglake_auth_failures_total", "counter",
+		     "Failed authentications by reason.");
 		for (size_t i = 0; i < m->nauth; i++)
 			out(&b, "seglake_auth_failures_total{reason=\"%s\"} %" PRIu64 "\n",
 			    m->auth[i].name, m->auth[i].count);
@@ -430,32 +436,43 @@ char *ops_metrics_render(ops_metrics *m, core *c)
 		if (m->have_gc) {
 			head(&b, "seglake_gc_runs_total", "counter", "Completed gc runs.");
 			out(&b, "seglake_gc_runs_total %" PRIu64 "\n", m->gc_runs);
-			head(&b, "seglake_gc_last_timestamp_seconds", "gauge", "Time of the last gc (plan or run).");
-			out(&b, "seglake_gc_last_timestamp_seconds %.3f\n", (double)m->gc_ms / 1000.0);
-			head(&b, "seglake_gc_dead_bytes", "gauge", "Dead chunk bytes at the last gc.");
+			head(&b, "seglake_gc_last_timestamp_seconds", "gauge",
+			     "Time of the last gc (plan or run).");
+			out(&b, "seglake_gc_last_timestamp_seconds %.3f\n",
+			    (double)m->gc_ms / 1000.0);
+			head(&b, "seglake_gc_dead_bytes", "gauge",
+			     "Dead chunk bytes at the last gc.");
 			out(&b, "seglake_gc_dead_bytes %" PRIu64 "\n", m->gc.dead_bytes);
-			head(&b, "seglake_gc_reclaimed_bytes", "gauge", "Bytes the last gc reclaimed (or would).");
+			head(&b, "seglake_gc_reclaimed_bytes", "gauge",
+			     "Bytes the last gc reclaimed (or would).");
 			out(&b, "seglake_gc_reclaimed_bytes %" PRIu64 "\n", m->gc.reclaim_bytes);
-			head(&b, "seglake_gc_deleted_segments", "gauge", "Segments the last gc run deleted.");
-			out(&b, "seglake_gc_deleted_segments %" PRIu64 "\n", m->gc.deleted_segments);
+			head(&b, "seglake_gc_deleted_segments", "gauge",
+			     "Segments the last gc run deleted.");
+			out(&b, "seglake_gc_deleted_segments %" PRIu64 "\n",
+			    m->gc.deleted_segments);
 		}
 		if (m->have_scrub) {
-			head(&b, "seglake_scrub_last_timestamp_seconds", "gauge", "Time of the last scrub.");
+			head(&b, "seglake_scrub_last_timestamp_seconds", "gauge",
+			     "Time of the last scrub.");
 			out(&b, "seglake_scrub_last_timestamp_seconds %.3f\n",
 			    (double)m->scrub_ms / 1000.0);
-			head(&b, "seglake_scrub_checked_bytes", "gauge", "Bytes the last scrub re-hashed.");
+			head(&b, "seglake_scrub_checked_bytes", "gauge",
+			     "Bytes the last scrub re-hashed.");
 			out(&b, "seglake_scrub_checked_bytes %" PRIu64 "\n", m->scrub.bytes);
-			head(&b, "seglake_scrub_damaged_chunks", "gauge", "Damaged chunks the last scrub found.");
+			head(&b, "seglake_scrub_damaged_chunks", "gauge",
+			     "Damaged chunks the last scrub found.");
 			out(&b, "seglake_scrub_damaged_chunks %" PRIu64 "\n", m->scrub.damaged);
 			head(&b, "seglake_scrub_damaged_versions", "gauge",
 			     "Versions using damaged chunks at the last scrub.");
-			out(&b, "seglake_scrub_damaged_versions %" PRIu64 "\n", m->scrub.damaged_versions);
+			out(&b, "seglake_scrub_damaged_versions %" PRIu64 "\n",
+			    m->scrub.damaged_versions);
 		}
 		if (m->have_fsck) {
 			head(&b, "seglake_fsck_problems", "gauge", "Problems the last fsck found.");
 			out(&b, "seglake_fsck_problems %" PRIu64 "\n",
-			    m->fsck.missing_chunks + m->fsck.damaged_versions + m->fsck.bad_locations +
-				    m->fsck.size_mismatches + m->fsck.missing_segments);
+			    m->fsck.missing_chunks + m->fsck.damaged_versions +
+				    m->fsck.bad_locations + m->fsck.size_mismatches +
+				    m->fsck.missing_segments);
 		}
 		pthread_mutex_unlock(&m->mu);
 	}

@@ -92,7 +92,8 @@ void repl_srv_snapshot(repl *rp, struct s3d_req *r)
 		char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 		json_decref(j);
 		struct MHD_Response *er =
-			s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE) : NULL;
+			s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE)
+			  : NULL;
 		if (!er)
 			free(s);
 		else
@@ -158,8 +159,9 @@ static int repl_snap_receive(repl_client *cl, core *c, const char *peer_node, FI
 		json_t *j = json_loads(msg, 0, NULL);
 		rc = sl_err_set(err, status == 404 ? SL_ENOTSUP : SL_EIO,
 				"%s/v1/repl/snapshot: HTTP %ld %s", cl->base, status,
-				j ? json_string_value(json_object_get(j, "message")) ?: "" :
-				    status == 404 ? "(the peer has no snapshot endpoint)" : "");
+				j ? json_string_value(json_object_get(j, "message")) ?: ""
+				: status == 404 ? "(the peer has no snapshot endpoint)"
+						: "");
 		json_decref(j);
 	}
 	json_t *h = NULL;
@@ -171,16 +173,21 @@ static int repl_snap_receive(repl_client *cl, core *c, const char *peer_node, FI
 		const char *t = json_string_value(json_object_get(h, "t"));
 		const char *node = json_string_value(json_object_get(h, "node"));
 		if (!h || !t || strcmp(t, "header") != 0)
-			rc = sl_err_set(err, SL_EIO, "%s sent a snapshot without a header", cl->base);
+			rc = sl_err_set(err, SL_EIO, "%s sent a snapshot without a header",
+					cl->base);
 		else if (json_integer_value(json_object_get(h, "format")) != 1)
-			rc = sl_err_set(err, SL_ENOTSUP, "%s sent snapshot format %" JSON_INTEGER_FORMAT
-					", this seglake reads format 1", cl->base,
-					json_integer_value(json_object_get(h, "format")));
+			rc = sl_err_set(err, SL_ENOTSUP,
+					"%s sent snapshot format %" JSON_INTEGER_FORMAT ", this "
+					"seglake "
+					"reads "
+					"format 1",
+					cl->base, json_integer_value(json_object_get(h, "format")));
 		else if (!node || strcmp(node, peer_node) != 0)
-			rc = sl_err_set(err, SL_EIO, "%s: snapshot of node %s, expected %s", cl->base,
-					node ? node : "?", peer_node);
+			rc = sl_err_set(err, SL_EIO, "%s: snapshot of node %s, expected %s",
+					cl->base, node ? node : "?", peer_node);
 		else if (!json_is_object(json_object_get(h, "origins")))
-			rc = sl_err_set(err, SL_EIO, "%s: snapshot header without origins", cl->base);
+			rc = sl_err_set(err, SL_EIO, "%s: snapshot header without origins",
+					cl->base);
 	}
 	while (rc == 0) {
 		int lr = repl_snap_line(f, &buf, &cap, &len);
@@ -193,7 +200,8 @@ static int repl_snap_receive(repl_client *cl, core *c, const char *peer_node, FI
 		if (strncmp(buf, "{\"t\":\"end\"", 10) == 0) {
 			json_t *e = json_loads(buf, 0, NULL);
 			have_end = json_is_integer(json_object_get(e, "count")) &&
-				   (uint64_t)json_integer_value(json_object_get(e, "count")) == count;
+				   (uint64_t)json_integer_value(json_object_get(e, "count")) ==
+					   count;
 			json_decref(e);
 			if (!have_end)
 				break;
@@ -225,8 +233,7 @@ typedef struct repl_snap_prog {
 	uint64_t done, total;
 } repl_snap_prog;
 
-static void repl_snap_fetch_progress(void *ctx, const repl_pull_state *st,
-				     const repl_counters *cnt)
+static void repl_snap_fetch_progress(void *ctx, const repl_pull_state *st, const repl_counters *cnt)
 {
 	(void)st;
 	repl_snap_prog *p = ctx;
@@ -251,7 +258,8 @@ int repl_snapshot_bootstrap(core *c, const char *url, const repl_creds *cr,
 	uint64_t nrec = 0, done = 0;
 	rc = repl_peer_info(&cl, c, &info, err);
 	if (rc == 0) {
-		snprintf(peer, sizeof(peer), "%s", json_string_value(json_object_get(info, "node")));
+		snprintf(peer, sizeof(peer), "%s",
+			 json_string_value(json_object_get(info, "node")));
 		json_decref(info);
 		rc = repl_snap_receive(&cl, c, peer, &f, &h, &nrec, err);
 	}

@@ -59,8 +59,8 @@ int repl_client_init(repl_client *cl, const char *url, const repl_creds *cr, sl_
 	else if (strncmp(p, "https://", 8) == 0)
 		p += 8;
 	else
-		return sl_err_set(err, SL_EINVAL, "peer URL '%s' must start with http:// or https://",
-				  url);
+		return sl_err_set(err, SL_EINVAL,
+				  "peer URL '%s' must start with http:// or https://", url);
 	size_t hn = strcspn(p, "/");
 	if (hn == 0 || hn >= sizeof(cl->host))
 		return sl_err_set(err, SL_EINVAL, "peer URL '%s' has no host", url);
@@ -204,7 +204,11 @@ int repl_http(repl_client *cl, const char *method, const char *path, const char 
 		}
 		hl = t;
 	}
-	repl_xfer x = { .cl = cl, .sink = sink, .sctx = sctx, .resp = resp, .body = body,
+	repl_xfer x = { .cl = cl,
+			.sink = sink,
+			.sctx = sctx,
+			.resp = resp,
+			.body = body,
 			.blen = body ? blen : 0 };
 	CURL *h = cl->h;
 	curl_easy_reset(h);
@@ -282,8 +286,8 @@ int repl_call_json(repl_client *cl, const char *method, const char *path, const 
 	*out = NULL;
 	repl_buf b = { 0 };
 	long status;
-	int rc = repl_http(cl, method, path, query, body, blen, NULL, NULL, &b, timeout_ms,
-			   &status, err);
+	int rc = repl_http(cl, method, path, query, body, blen, NULL, NULL, &b, timeout_ms, &status,
+			   err);
 	if (rc < 0) {
 		repl_buf_free(&b);
 		return rc;
@@ -329,7 +333,8 @@ int repl_creds_load(const char *file, char **ak, char **sk, sl_err *err)
 	if (file && *file) {
 		FILE *f = fopen(file, "r");
 		if (!f)
-			return sl_err_set(err, SL_EINVAL, "cannot read %s: %s", file, strerror(errno));
+			return sl_err_set(err, SL_EINVAL, "cannot read %s: %s", file,
+					  strerror(errno));
 		char line[512];
 		while (fgets(line, sizeof(line), f)) {
 			char *s = repl_trim(line);
@@ -338,8 +343,9 @@ int repl_creds_load(const char *file, char **ak, char **sk, sl_err *err)
 				continue;
 			*eq = '\0';
 			char *name = repl_trim(s), *val = repl_trim(eq + 1);
-			char **dst = strcmp(name, "access_key") == 0 ? ak :
-				     strcmp(name, "secret_key") == 0 ? sk : NULL;
+			char **dst = strcmp(name, "access_key") == 0   ? ak
+				     : strcmp(name, "secret_key") == 0 ? sk
+								       : NULL;
 			if (dst) {
 				free(*dst);
 				*dst = strdup(val);
@@ -350,7 +356,8 @@ int repl_creds_load(const char *file, char **ak, char **sk, sl_err *err)
 			free(*ak);
 			free(*sk);
 			*ak = *sk = NULL;
-			return sl_err_set(err, SL_EINVAL, "%s lacks access_key or secret_key", file);
+			return sl_err_set(err, SL_EINVAL, "%s lacks access_key or secret_key",
+					  file);
 		}
 		return 0;
 	}

@@ -25,7 +25,7 @@
 typedef struct repl_creds {
 	const char *access_key;
 	const char *secret_key;
-	const char *region; /* NULL = "us-east-1" */
+	const char *region;  /* NULL = "us-east-1" */
 	const char *ca_file; /* PEM CA bundle to verify https:// peers (--peer-ca);
 			      * NULL = the system store. Verification is always on. */
 } repl_creds;
@@ -37,21 +37,20 @@ int repl_creds_load(const char *file, char **ak, char **sk, sl_err *err);
 
 /* Counters of one round (or of a worker since start). */
 typedef struct repl_counters {
-	uint64_t entries;     /* oplog entries received (pull) or sent (push) */
-	uint64_t applied;     /* of which applied (new to the receiver) */
-	uint64_t chunks;      /* chunks moved */
-	uint64_t chunk_bytes; /* chunk payload bytes moved */
+	uint64_t entries;	    /* oplog entries received (pull) or sent (push) */
+	uint64_t applied;	    /* of which applied (new to the receiver) */
+	uint64_t chunks;	    /* chunks moved */
+	uint64_t chunk_bytes;	    /* chunk payload bytes moved */
 	uint64_t wire_in, wire_out; /* HTTP body bytes received / sent */
 } repl_counters;
 
 /* Progress callback for one-shot rounds (bootstrap on a terminal). */
-typedef void (*repl_progress_fn)(void *ctx, const repl_counters *sofar, int64_t pos,
-				 int64_t head);
+typedef void (*repl_progress_fn)(void *ctx, const repl_counters *sofar, int64_t pos, int64_t head);
 
 typedef struct repl_round_opts {
 	repl_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
-	int page;                  /* entries per request, 0 = 500 */
+	int page; /* entries per request, 0 = 500 */
 } repl_round_opts;
 
 /* Pulls from the peer at url everything after this host's watermark for it,
@@ -68,9 +67,9 @@ int repl_push_once(core *c, const char *url, const repl_creds *cr, const repl_ro
 typedef struct repl_opts {
 	const char *const *peers; /* peer base URLs (http://host:port) */
 	size_t npeers;
-	repl_creds creds;         /* how this host signs requests to its peers */
-	int trim;                 /* trim the oplog to what every known peer acknowledged */
-	FILE *log;                /* NULL = stderr */
+	repl_creds creds; /* how this host signs requests to its peers */
+	int trim;	  /* trim the oplog to what every known peer acknowledged */
+	FILE *log;	  /* NULL = stderr */
 } repl_opts;
 
 typedef struct repl repl;

@@ -16,14 +16,14 @@
 
 #define REPL_PAGE_DEFAULT 500
 #define REPL_PAGE_MAX 1000
-#define REPL_FETCH_BATCH 256              /* chunk hashes per fetch request */
-#define REPL_PUSH_BATCH_BYTES (8u << 20)  /* chunk bytes per push request (held in memory) */
-#define REPL_JSON_MAX (16u << 20)         /* largest JSON request/response body */
-#define REPL_LONGPOLL_MS 10000            /* longest long poll a server grants */
-#define REPL_STALL_SEC 15                 /* a request without progress this long fails */
-#define REPL_CHUNK_MISSING 0xffffffffu    /* length marker: chunk not stored here */
+#define REPL_FETCH_BATCH 256		 /* chunk hashes per fetch request */
+#define REPL_PUSH_BATCH_BYTES (8u << 20) /* chunk bytes per push request (held in memory) */
+#define REPL_JSON_MAX (16u << 20)	 /* largest JSON request/response body */
+#define REPL_LONGPOLL_MS 10000		 /* longest long poll a server grants */
+#define REPL_STALL_SEC 15		 /* a request without progress this long fails */
+#define REPL_CHUNK_MISSING 0xffffffffu	 /* length marker: chunk not stored here */
 #ifndef REPL_RECV_BUFFER
-#define REPL_RECV_BUFFER (512L * 1024)    /* libcurl receive buffer for chunk streams */
+#define REPL_RECV_BUFFER (512L * 1024) /* libcurl receive buffer for chunk streams */
 #endif
 
 /* ---- HTTP client (client.c) ------------------------------------------------ */
@@ -41,13 +41,13 @@ void repl_buf_free(repl_buf *b);
 typedef int (*repl_sink_fn)(void *ctx, const char *data, size_t len);
 
 typedef struct repl_client {
-	CURL *h;               /* reused: keep-alive to the peer */
-	char base[512];        /* "http://host:port", no trailing slash */
-	char host[256];        /* Host header value (signed) */
+	CURL *h;	/* reused: keep-alive to the peer */
+	char base[512]; /* "http://host:port", no trailing slash */
+	char host[256]; /* Host header value (signed) */
 	char *ak, *sk, *region;
-	char *ca_file;         /* CURLOPT_CAINFO for https peers, NULL = system store */
+	char *ca_file;		  /* CURLOPT_CAINFO for https peers, NULL = system store */
 	const volatile int *stop; /* set: transfers abort (service shutdown) */
-	repl_counters *cnt;    /* wire byte counters, may be NULL */
+	repl_counters *cnt;	  /* wire byte counters, may be NULL */
 	char errbuf[CURL_ERROR_SIZE];
 } repl_client;
 
@@ -74,13 +74,13 @@ typedef struct repl_pull_state repl_pull_state;
 typedef void (*repl_pull_progress_fn)(void *ctx, const repl_pull_state *st,
 				      const repl_counters *cnt);
 struct repl_pull_state {
-	char node[17];          /* the peer's node id */
-	int64_t watermark;      /* the peer's oplog position applied here */
+	char node[17];	   /* the peer's node id */
+	int64_t watermark; /* the peer's oplog position applied here */
 	int64_t remote_head;
-	int64_t lag_ms;         /* age of the oldest entry not yet applied, 0 if caught up */
+	int64_t lag_ms;		/* age of the oldest entry not yet applied, 0 if caught up */
 	uint64_t backlog_bytes; /* logical bytes of fetched, not yet applied entries */
-	uint64_t fetch_total;   /* chunks the current step lacks (0 when none) */
-	uint64_t fetch_done;    /* of which verified and stored so far */
+	uint64_t fetch_total;	/* chunks the current step lacks (0 when none) */
+	uint64_t fetch_done;	/* of which verified and stored so far */
 	repl_pull_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 };
@@ -95,8 +95,8 @@ long repl_pull_step(repl_client *cl, core *c, int page, int wait_ms, repl_pull_s
 
 /* Fetches chunks by hash (32 bytes each) and stores each verified; st may be
  * NULL. Memory: a few chunk buffers whatever n. */
-int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
-		      repl_counters *cnt, repl_pull_state *st, sl_err *err);
+int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n, repl_counters *cnt,
+		      repl_pull_state *st, sl_err *err);
 
 /* ---- snapshot bootstrap (bootstrap.c) --------------------------------------- */
 
@@ -120,8 +120,8 @@ int repl_snapshot_bootstrap(core *c, const char *url, const repl_creds *cr,
 int repl_state_buckets(core *c, json_t **out, sl_err *err);
 /* {"versions":[{"key","vid","etag","size","dm","state","latest"[,"chunks"]}],
  *  "next_key","next_vid"} (next_* only if truncated). */
-int repl_state_versions(core *c, const char *bucket, const char *after_key,
-			const char *after_vid, int max, int chunks, json_t **out, sl_err *err);
+int repl_state_versions(core *c, const char *bucket, const char *after_key, const char *after_vid,
+			int max, int chunks, json_t **out, sl_err *err);
 /* {"conflicts":[{"bucket","key","vid","etag","size","hlc","node","mtime_ms"}]} */
 int repl_state_conflicts(core *c, const char *bucket, int max, json_t **out, sl_err *err);
 
@@ -142,7 +142,7 @@ typedef struct repl_worker {
 
 typedef struct repl_ack {
 	char node[17];
-	int64_t seq;       /* the peer asked for entries after this: it has them all */
+	int64_t seq; /* the peer asked for entries after this: it has them all */
 	int64_t seen_ms;
 } repl_ack;
 
@@ -150,11 +150,11 @@ struct repl {
 	core *core;
 	repl_opts o;
 	char *ak, *sk, *region;
-	char *ca_file;          /* --peer-ca, NULL = system store */
+	char *ca_file; /* --peer-ca, NULL = system store */
 	FILE *log;
 	volatile int stopping;
-	pthread_mutex_t lock;  /* protects everything below and workers' status */
-	pthread_cond_t cond;   /* backoff sleeps; broadcast on stop */
+	pthread_mutex_t lock; /* protects everything below and workers' status */
+	pthread_cond_t cond;  /* backoff sleeps; broadcast on stop */
 	repl_worker *workers;
 	size_t nworkers;
 	repl_ack *acks;

@@ -51,10 +51,13 @@ static void repl_srv_error(s3d_req *r, unsigned status, const char *code, const 
 
 static void repl_srv_error_sl(s3d_req *r, int code, const sl_err *err)
 {
-	unsigned status = code == SL_EINVAL ? 400 : code == SL_ENOKEY ? 409 :
-			  code == SL_ECORRUPT ? 400 : code == SL_ENOSPC ? 507 : 500;
-	repl_srv_error(r, status, sl_code_name(code), err && err->msg[0] ? err->msg :
-							   sl_code_name(code));
+	unsigned status = code == SL_EINVAL	? 400
+			  : code == SL_ENOKEY	? 409
+			  : code == SL_ECORRUPT ? 400
+			  : code == SL_ENOSPC	? 507
+						: 500;
+	repl_srv_error(r, status, sl_code_name(code),
+		       err && err->msg[0] ? err->msg : sl_code_name(code));
 }
 
 static int repl_srv_int(const s3d_req *r, const char *name, int64_t def, int64_t *out)
@@ -98,9 +101,10 @@ static void repl_srv_info(repl *rp, s3d_req *r)
 static void repl_srv_oplog(repl *rp, s3d_req *r)
 {
 	int64_t after, max, wait;
-	if (repl_srv_int(r, "after", 0, &after) || repl_srv_int(r, "max", REPL_PAGE_DEFAULT, &max) ||
-	    repl_srv_int(r, "wait", 0, &wait)) {
-		repl_srv_error(r, 400, "InvalidArgument", "after, max and wait must be non-negative integers");
+	if (repl_srv_int(r, "after", 0, &after) ||
+	    repl_srv_int(r, "max", REPL_PAGE_DEFAULT, &max) || repl_srv_int(r, "wait", 0, &wait)) {
+		repl_srv_error(r, 400, "InvalidArgument",
+			       "after, max and wait must be non-negative integers");
 		return;
 	}
 	if (max < 1 || max > REPL_PAGE_MAX)
@@ -149,9 +153,10 @@ static void repl_srv_oplog(repl *rp, s3d_req *r)
 						     "kind", e[i].kind, "body", e[i].body));
 	}
 	core_oplog_free(e, n);
-	repl_srv_json(r, 200, json_pack("{sssIsIso}", "node", core_node_id(c), "head",
-					(json_int_t)core_oplog_head(c), "horizon",
-					(json_int_t)horizon, "entries", arr));
+	repl_srv_json(r, 200,
+		      json_pack("{sssIsIso}", "node", core_node_id(c), "head",
+				(json_int_t)core_oplog_head(c), "horizon", (json_int_t)horizon,
+				"entries", arr));
 }
 
 /* Streams [hash][u32 BE len][data] for each requested hash, one chunk in
@@ -161,7 +166,7 @@ typedef struct repl_chunk_tx {
 	uint8_t *hashes;
 	uint32_t *lens;
 	size_t n, idx;
-	uint8_t *buf;     /* current record: header + data */
+	uint8_t *buf; /* current record: header + data */
 	size_t blen, boff;
 } repl_chunk_tx;
 
@@ -196,7 +201,8 @@ static ssize_t repl_chunk_tx_read(void *cls, uint64_t pos, char *out, size_t max
 				memcpy(ref.hash, t->hashes + 32 * t->idx, 32);
 				ref.len = len;
 				if (core_chunk_read(t->c, &ref, 0, t->buf + 36, len, NULL) < 0)
-					return w > 0 ? (ssize_t)w : MHD_CONTENT_READER_END_WITH_ERROR;
+					return w > 0 ? (ssize_t)w
+						     : MHD_CONTENT_READER_END_WITH_ERROR;
 				t->blen += len;
 			}
 			t->idx++;
@@ -318,8 +324,7 @@ static void repl_srv_state(repl *rp, s3d_req *r)
 
 /* Parses {"node","seq","entries":[body...]}; answers and returns -1 if bad.
  * *bodies borrow from *doc. */
-static int repl_srv_push_doc(repl *rp, s3d_req *r, json_t **doc, const char ***bodies,
-			     size_t *n)
+static int repl_srv_push_doc(repl *rp, s3d_req *r, json_t **doc, const char ***bodies, size_t *n)
 {
 	*doc = r->mem.p ? json_loadb(r->mem.p, r->mem.len, 0, NULL) : NULL;
 	json_t *ents = json_object_get(*doc, "entries");
@@ -399,8 +404,9 @@ static void repl_srv_push_apply_finish(s3d_req *r)
 	if (rc < 0)
 		repl_srv_error_sl(r, rc, &err);
 	else
-		repl_srv_json(r, 200, json_pack("{sIsI}", "applied", (json_int_t)applied, "head",
-						(json_int_t)core_oplog_head(rp->core)));
+		repl_srv_json(r, 200,
+			      json_pack("{sIsI}", "applied", (json_int_t)applied, "head",
+					(json_int_t)core_oplog_head(rp->core)));
 	free(bodies);
 	json_decref(doc);
 }

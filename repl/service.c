@@ -226,15 +226,20 @@ static long repl_worker_snapshot(repl_worker *w, const repl_creds *cr, sl_err *e
 	if (w != &rp->workers[0])
 		return sl_err_set(err, SL_EIO, "waiting for the snapshot bootstrap from %s",
 				  rp->workers[0].url);
-	repl_log(rp, "peer %s: this lake is empty and the peer trimmed its history (or a "
-		     "bootstrap was cut): bootstrapping from its snapshot",
+	repl_log(rp,
+		 "peer %s: this lake is empty and the peer trimmed its history (or a "
+		 "bootstrap was cut): bootstrapping from its snapshot",
 		 w->url);
 	repl_counters c = { 0 };
 	int64_t at = 0;
 	int rc = repl_snapshot_bootstrap(rp->core, w->url, cr, NULL, &rp->stopping, &c, &at, err);
 	if (rc == 0)
-		repl_log(rp, "peer %s: snapshot applied: %" PRIu64 " records, %" PRIu64
-			     " chunks fetched, at its oplog position %" PRId64,
+		repl_log(rp,
+			 "peer %s: snapshot applied: %" PRIu64 " records, %" PRIu64 " chunks "
+			 "fetched, at "
+			 "its oplog "
+			 "position "
+			 "%" PRId64,
 			 w->url, c.applied, c.chunks, at);
 	return rc;
 }
@@ -365,7 +370,8 @@ int repl_start_workers(repl *rp, sl_err *err)
 	for (size_t i = 0; i < rp->nworkers; i++) {
 		int e = pthread_create(&rp->workers[i].th, NULL, repl_worker_main, &rp->workers[i]);
 		if (e != 0)
-			return sl_err_set(err, SL_EINTERNAL, "cannot start a worker: %s", strerror(e));
+			return sl_err_set(err, SL_EINTERNAL, "cannot start a worker: %s",
+					  strerror(e));
 		rp->workers[i].started = 1;
 		repl_log(rp, "replicating from %s", rp->workers[i].url);
 	}
@@ -455,7 +461,7 @@ json_t *repl_status_json(repl *rp)
 		core_peers_free(p, n);
 	}
 	return json_pack("{sssIsIsIsosososb}", "node", core_node_id(c), "head",
-			 (json_int_t)core_oplog_head(c), "horizon", (json_int_t)core_oplog_horizon(c),
-			 "now_ms", (json_int_t)now, "workers", workers, "inbound", inbound, "acks",
-			 acks, "trim", rp->o.trim);
+			 (json_int_t)core_oplog_head(c), "horizon",
+			 (json_int_t)core_oplog_horizon(c), "now_ms", (json_int_t)now, "workers",
+			 workers, "inbound", inbound, "acks", acks, "trim", rp->o.trim);
 }

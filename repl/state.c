@@ -46,8 +46,8 @@ static json_t *repl_chunks_json(core *c, const char *bucket, const core_objinfo 
 	return arr;
 }
 
-int repl_state_versions(core *c, const char *bucket, const char *after_key,
-			const char *after_vid, int max, int chunks, json_t **out, sl_err *err)
+int repl_state_versions(core *c, const char *bucket, const char *after_key, const char *after_vid,
+			int max, int chunks, json_t **out, sl_err *err)
 {
 	core_list_opts lo = { .versions = 1,
 			      .max_keys = max > 0 && max <= 1000 ? max : 1000,
@@ -60,9 +60,9 @@ int repl_state_versions(core *c, const char *bucket, const char *after_key,
 	json_t *arr = json_array();
 	for (size_t i = 0; i < r.nobjs; i++) {
 		const core_objinfo *o = &r.objs[i];
-		json_t *v = json_pack("{sssssssIsbsisb}", "key", o->key, "vid", o->version_id, "etag",
-				      o->etag, "size", (json_int_t)o->size, "dm", o->delete_marker,
-				      "state", o->state, "latest", o->is_latest);
+		json_t *v = json_pack("{sssssssIsbsisb}", "key", o->key, "vid", o->version_id,
+				      "etag", o->etag, "size", (json_int_t)o->size, "dm",
+				      o->delete_marker, "state", o->state, "latest", o->is_latest);
 		if (v && chunks && !o->delete_marker)
 			json_object_set_new(v, "chunks", repl_chunks_json(c, bucket, o));
 		json_array_append_new(arr, v);
@@ -92,10 +92,10 @@ int repl_state_conflicts(core *c, const char *bucket, int max, json_t **out, sl_
 		for (size_t i = 0; i < n; i++) {
 			json_array_append_new(
 				arr, json_pack("{sssssssssIsIsssI}", "bucket", cf[i].bucket, "key",
-					       cf[i].key, "vid", cf[i].version_id, "etag", cf[i].etag,
-					       "size", (json_int_t)cf[i].size, "hlc",
-					       (json_int_t)cf[i].hlc, "node", cf[i].node, "mtime_ms",
-					       (json_int_t)cf[i].mtime_ms));
+					       cf[i].key, "vid", cf[i].version_id, "etag",
+					       cf[i].etag, "size", (json_int_t)cf[i].size, "hlc",
+					       (json_int_t)cf[i].hlc, "node", cf[i].node,
+					       "mtime_ms", (json_int_t)cf[i].mtime_ms));
 		}
 		if (n > 0) {
 			free(ab);

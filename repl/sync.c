@@ -31,12 +31,12 @@ typedef struct repl_chunk_rx {
 	uint8_t hdr[36];
 	size_t hdr_got;
 	uint8_t *bufs[REPL_RX_DEPTH]; /* CORE_CHUNK_SIZE each, allocated on first use */
-	int cur;                      /* the buffer being filled */
+	int cur;		      /* the buffer being filled */
 	uint32_t want, got;
 	int in_data;
-	size_t done;                  /* chunks of this request verified and stored */
+	size_t done; /* chunks of this request verified and stored */
 	repl_counters *cnt;
-	repl_pull_state *st;          /* progress published through st->progress */
+	repl_pull_state *st; /* progress published through st->progress */
 	sl_err err;
 	int failed;
 	/* chunks being stored in the background, oldest first */
@@ -166,12 +166,14 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 			if (x->want == REPL_CHUNK_MISSING) {
 				char hx[65];
 				sl_hex(x->hdr, 32, hx);
-				sl_err_set(&x->err, SL_ENOKEY, "the peer does not store chunk %s", hx);
+				sl_err_set(&x->err, SL_ENOKEY, "the peer does not store chunk %s",
+					   hx);
 				x->failed = 1;
 				return -1;
 			}
 			if (x->want > CORE_CHUNK_SIZE) {
-				sl_err_set(&x->err, SL_EINVAL, "peer sent a chunk of %u bytes", x->want);
+				sl_err_set(&x->err, SL_EINVAL, "peer sent a chunk of %u bytes",
+					   x->want);
 				x->failed = 1;
 				return -1;
 			}
@@ -194,8 +196,8 @@ static int repl_chunk_rx_feed(void *ctx, const char *data, size_t len)
 
 /* Fetches hashes (32 bytes each) from the peer in batches, storing each chunk
  * as it completes: memory is REPL_RX_DEPTH chunks whatever the batch. */
-int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
-		      repl_counters *cnt, repl_pull_state *st, sl_err *err)
+int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n, repl_counters *cnt,
+		      repl_pull_state *st, sl_err *err)
 {
 	if (n == 0)
 		return 0;
@@ -220,16 +222,18 @@ int repl_fetch_chunks(repl_client *cl, core *c, const uint8_t *hashes, size_t n,
 		x.hdr_got = 0;
 		x.in_data = 0;
 		long status;
-		rc = repl_http(cl, "POST", "/v1/repl/chunks", NULL, req, len, repl_chunk_rx_feed, &x,
-			       NULL, 600000L, &status, err);
+		rc = repl_http(cl, "POST", "/v1/repl/chunks", NULL, req, len, repl_chunk_rx_feed,
+			       &x, NULL, 600000L, &status, err);
 		repl_chunk_rx_settle(&x); /* the last chunks of the batch */
 		if (x.failed) {
 			*err = x.err;
 			rc = x.err.code ? x.err.code : SL_EIO;
 		} else if (rc == 0 && status != 200) {
-			rc = sl_err_set(err, SL_EIO, "%s/v1/repl/chunks: HTTP %ld", cl->base, status);
+			rc = sl_err_set(err, SL_EIO, "%s/v1/repl/chunks: HTTP %ld", cl->base,
+					status);
 		} else if (rc == 0 && x.done != m) {
-			rc = sl_err_set(err, SL_EIO, "%s sent %zu of %zu chunks", cl->base, x.done, m);
+			rc = sl_err_set(err, SL_EIO, "%s sent %zu of %zu chunks", cl->base, x.done,
+					m);
 		}
 	}
 	repl_chunk_rx_settle(&x);
@@ -255,7 +259,8 @@ int repl_peer_info(repl_client *cl, core *c, json_t **out, sl_err *err)
 	if (strcmp(node, core_node_id(c)) == 0) {
 		json_decref(*out);
 		*out = NULL;
-		return sl_err_set(err, SL_EINVAL, "%s is this host itself (node %s)", cl->base, node);
+		return sl_err_set(err, SL_EINVAL, "%s is this host itself (node %s)", cl->base,
+				  node);
 	}
 	return 0;
 }
@@ -276,9 +281,10 @@ long repl_pull_step(repl_client *cl, core *c, int page, int wait_ms, repl_pull_s
 	const char *node = json_string_value(json_object_get(j, "node"));
 	if (!node || strcmp(node, st->node) != 0) {
 		json_decref(j);
-		return sl_err_set(err, SL_EINVAL, "%s changed identity (node %s, expected %s): "
-				  "it was re-created; re-bootstrap", cl->base, node ? node : "?",
-				  st->node);
+		return sl_err_set(err, SL_EINVAL,
+				  "%s changed identity (node %s, expected %s): "
+				  "it was re-created; re-bootstrap",
+				  cl->base, node ? node : "?", st->node);
 	}
 	st->remote_head = json_integer_value(json_object_get(j, "head"));
 	json_t *ents = json_object_get(j, "entries");

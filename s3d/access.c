@@ -107,12 +107,15 @@ static void s3d_access_classify(s3d_req *r)
 				{ "cors", "GetBucketCors", "s3:GetBucketCORS" },
 				{ "location", "GetBucketLocation", "s3:GetBucketLocation" },
 				{ "versions", "ListObjectVersions", "s3:ListBucketVersions" },
-				{ "uploads", "ListMultipartUploads", "s3:ListBucketMultipartUploads" },
+				{ "uploads", "ListMultipartUploads",
+				  "s3:ListBucketMultipartUploads" },
 				{ "acl", "GetBucketAcl", "s3:GetBucketAcl" },
 				{ "policy", "GetBucketPolicy", "s3:GetBucketPolicy" },
 				{ "tagging", "GetBucketTagging", "s3:GetBucketTagging" },
-				{ "lifecycle", "GetBucketLifecycle", "s3:GetLifecycleConfiguration" },
-				{ "encryption", "GetBucketEncryption", "s3:GetEncryptionConfiguration" },
+				{ "lifecycle", "GetBucketLifecycle",
+				  "s3:GetLifecycleConfiguration" },
+				{ "encryption", "GetBucketEncryption",
+				  "s3:GetEncryptionConfiguration" },
 				{ "object-lock", "GetObjectLockConfiguration",
 				  "s3:GetBucketObjectLockConfiguration" },
 			};
@@ -168,7 +171,8 @@ static void s3d_access_classify(s3d_req *r)
 			op = "PutObject";
 			act = "s3:PutObject";
 			if (s3d_arg_has(r, "uploadId") || s3d_arg_has(r, "partNumber"))
-				op = s3d_hdr(r, "x-amz-copy-source") ? "UploadPartCopy" : "UploadPart";
+				op = s3d_hdr(r, "x-amz-copy-source") ? "UploadPartCopy"
+								     : "UploadPart";
 			else if (s3d_arg_has(r, "acl"))
 				op = "PutObjectAcl", act = "s3:PutObjectAcl";
 			else if (s3d_arg_has(r, "tagging"))
@@ -202,8 +206,8 @@ static policy *s3d_bucket_policy(s3d_req *r, const char *bucket)
 	policy *p = NULL;
 	sl_err err = { 0 };
 	if (policy_parse(doc, bucket, &p, &err) != 0)
-		fprintf(r->srv->o.log, "s3d: stored policy of bucket %s does not parse: %s\n", bucket,
-			err.msg);
+		fprintf(r->srv->o.log, "s3d: stored policy of bucket %s does not parse: %s\n",
+			bucket, err.msg);
 	free(doc);
 	return p;
 }
@@ -215,9 +219,9 @@ static int s3d_allowed(s3d_req *r, const char *action, const char *bucket, const
 	char res[CORE_MAX_KEY + 200];
 	if (!strncmp(action, "seglake:", 8))
 		snprintf(res, sizeof(res), "arn:seglake:::%s",
-			 !strcmp(action, "seglake:GetMetrics") ? "metrics" :
-			 !strcmp(action, "seglake:GetStats")   ? "stats" :
-								 "replication");
+			 !strcmp(action, "seglake:GetMetrics") ? "metrics"
+			 : !strcmp(action, "seglake:GetStats") ? "stats"
+							       : "replication");
 	else if (!bucket)
 		snprintf(res, sizeof(res), "arn:aws:s3:::*");
 	else if (policy_arn(bucket, key, res, sizeof(res)) != 0)
@@ -276,8 +280,9 @@ static void s3d_peer_ip(s3d_req *r)
 static void s3d_event(s3d_req *r, const char *what, const char *detail)
 {
 	json_t *j = json_pack("{ssssssssss}", "event", what, "request_id", r->id, "remote",
-			      r->client_ip, "key_id", r->auth.access_key[0] ? r->auth.access_key : "",
-			      "detail", detail ? detail : "");
+			      r->client_ip, "key_id",
+			      r->auth.access_key[0] ? r->auth.access_key : "", "detail",
+			      detail ? detail : "");
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (s)
 		fprintf(r->srv->o.log, "%s\n", s);
@@ -295,10 +300,13 @@ int s3d_access_auth(s3d_req *r, int st)
 		int lim = ops_limits_auth_failed(s->o.limits, r->client_ip, r->auth.access_key,
 						 s3d_now_ms());
 		if (lim != OPS_LIMIT_OK) {
-			ops_metrics_rate_limited(s->o.metrics, lim == OPS_LIMIT_IP ? "auth_ip" : "auth_key");
+			ops_metrics_rate_limited(s->o.metrics,
+						 lim == OPS_LIMIT_IP ? "auth_ip" : "auth_key");
 			s3d_event(r, "rate-limited",
-				  lim == OPS_LIMIT_IP ? "too many failed authentications from this address"
-						      : "too many failed authentications for this key");
+				  lim == OPS_LIMIT_IP ? "too many failed authentications from this "
+							"address"
+						      : "too many failed authentications for this "
+							"key");
 			s3d_error(r, "SlowDown", 503, "Please reduce your request rate.");
 			return -1;
 		}
@@ -312,17 +320,19 @@ int s3d_access_auth(s3d_req *r, int st)
 				s3d_now_ms() + 15 * 60 * 1000)) {
 		ops_metrics_rate_limited(s->o.metrics, "replay");
 		s3d_event(r, "replay", "signature already used");
-		s3d_error(r, "AccessDenied", 403, "This request was already received (replayed signature).");
+		s3d_error(r, "AccessDenied", 403,
+			  "This request was already received (replayed signature).");
 		return -1;
 	}
 	/* /metrics may be open to a scraper network. */
 	int open_metrics = !strcmp(r->action, "seglake:GetMetrics") && s->metrics_open &&
 			   ops_cidrs_match(s->metrics_open, r->client_ip);
 	if (!open_metrics) {
-		if (!s3d_allowed(r, r->action, r->bucket, !strncmp(r->action, "seglake:", 8) ? NULL :
-								  r->key, !strcmp(r->action, "s3:ListBucket") ||
-									  !strcmp(r->action, "s3:ListBucketVersions") ||
-									  !strcmp(r->action, "s3:ListBucketMultipartUploads"))) {
+		if (!s3d_allowed(r, r->action, r->bucket,
+				 !strncmp(r->action, "seglake:", 8) ? NULL : r->key,
+				 !strcmp(r->action, "s3:ListBucket") ||
+					 !strcmp(r->action, "s3:ListBucketVersions") ||
+					 !strcmp(r->action, "s3:ListBucketMultipartUploads"))) {
 			s3d_access_denied(r);
 			return -1;
 		}
@@ -472,7 +482,9 @@ static void s3d_text(s3d_req *r, char *body, const char *ctype)
 
 int s3d_access_route(s3d_req *r)
 {
-	int metrics = s3d_is_reserved_path(r, "/metrics"), stats = s3d_is_reserved_path(r, "/v1/meta/stats");
+	int metrics = s3d_is_reserved_path(r, "/metrics"), stats = s3d_is_reserved_path(r, "/v1/"
+											   "meta/"
+											   "stats");
 	if (!metrics && !stats)
 		return 0;
 	if (strcmp(r->method, "GET") != 0) {
@@ -494,17 +506,18 @@ int s3d_access_route(s3d_req *r)
 	ops_metrics_totals t;
 	ops_metrics_totals_get(r->srv->o.metrics, &t);
 	json_t *j = json_pack(
-		"{sssIsIsIsIsIsIsIsIsIsIsbs{sIsIsIsIsIsIsIsIsI}}", "node", core_node_id(c), "buckets",
-		(json_int_t)st.buckets, "objects", (json_int_t)st.objects, "versions",
+		"{sssIsIsIsIsIsIsIsIsIsIsbs{sIsIsIsIsIsIsIsIsI}}", "node", core_node_id(c),
+		"buckets", (json_int_t)st.buckets, "objects", (json_int_t)st.objects, "versions",
 		(json_int_t)st.versions, "bytes", (json_int_t)st.bytes_logical, "chunks",
 		(json_int_t)st.chunks, "bytes_stored", (json_int_t)st.bytes_stored, "segments",
-		(json_int_t)st.segments, "segment_bytes", (json_int_t)st.segment_bytes, "oplog_head",
-		(json_int_t)core_oplog_head(c), "oplog_horizon", (json_int_t)core_oplog_horizon(c),
-		"maintenance", core_maintenance(c) != 0, "requests", "total", (json_int_t)t.requests,
-		"errors_4xx", (json_int_t)t.errors_4xx, "errors_5xx", (json_int_t)t.errors_5xx,
-		"bytes_in", (json_int_t)t.bytes_in, "bytes_out", (json_int_t)t.bytes_out,
-		"in_flight", (json_int_t)t.inflight, "auth_failures", (json_int_t)t.auth_failures,
-		"rate_limited", (json_int_t)t.rate_limited, "started_ms", (json_int_t)t.started_ms);
+		(json_int_t)st.segments, "segment_bytes", (json_int_t)st.segment_bytes,
+		"oplog_head", (json_int_t)core_oplog_head(c), "oplog_horizon",
+		(json_int_t)core_oplog_horizon(c), "maintenance", core_maintenance(c) != 0,
+		"requests", "total", (json_int_t)t.requests, "errors_4xx", (json_int_t)t.errors_4xx,
+		"errors_5xx", (json_int_t)t.errors_5xx, "bytes_in", (json_int_t)t.bytes_in,
+		"bytes_out", (json_int_t)t.bytes_out, "in_flight", (json_int_t)t.inflight,
+		"auth_failures", (json_int_t)t.auth_failures, "rate_limited",
+		(json_int_t)t.rate_limited, "started_ms", (json_int_t)t.started_ms);
 	char *body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(j);
 	s3d_text(r, body, "application/json");
@@ -545,8 +558,8 @@ void s3d_access_done(s3d_req *r, const char *termination, int64_t us)
 			/* termination is appended inside the object */
 			size_t n = strlen(line);
 			if (termination && *termination && n && line[n - 1] == '}')
-				fprintf(s->o.log, "%.*s,\"termination\":\"%s\"}\n", (int)(n - 1), line,
-					termination);
+				fprintf(s->o.log, "%.*s,\"termination\":\"%s\"}\n", (int)(n - 1),
+					line, termination);
 			else
 				fprintf(s->o.log, "%s\n", line);
 			free(line);

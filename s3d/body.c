@@ -18,7 +18,7 @@
 
 static const char *const s3d_ck_headers[] = {
 	"x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme",
-	"x-amz-checksum-sha1", "x-amz-checksum-sha256",
+	"x-amz-checksum-sha1",	"x-amz-checksum-sha256",
 };
 
 int s3d_content_md5(s3d_req *r)
@@ -87,12 +87,14 @@ int s3d_body_setup(s3d_req *r, int kind, uint64_t max)
 	if (streaming) {
 		if (r->auth.decoded_length < 0 && kind == S3D_BODY_WRITER) {
 			s3d_error(r, "MissingContentLength", 411,
-				  "x-amz-decoded-content-length is required for aws-chunked bodies.");
+				  "x-amz-decoded-content-length is required for aws-chunked "
+				  "bodies.");
 			return -1;
 		}
 		if (r->auth.decoded_length >= 0 && (uint64_t)r->auth.decoded_length > max) {
-			s3d_error(r, kind == S3D_BODY_MEM ? "MaxMessageLengthExceeded" :
-							    "EntityTooLarge",
+			s3d_error(r,
+				  kind == S3D_BODY_MEM ? "MaxMessageLengthExceeded"
+						       : "EntityTooLarge",
 				  400, NULL);
 			return -1;
 		}
@@ -113,8 +115,9 @@ int s3d_body_setup(s3d_req *r, int kind, uint64_t max)
 			return -1;
 		}
 		if (r->content_length >= 0 && (uint64_t)r->content_length > max) {
-			s3d_error(r, kind == S3D_BODY_MEM ? "MaxMessageLengthExceeded" :
-							    "EntityTooLarge",
+			s3d_error(r,
+				  kind == S3D_BODY_MEM ? "MaxMessageLengthExceeded"
+						       : "EntityTooLarge",
 				  400, NULL);
 			return -1;
 		}
@@ -137,12 +140,14 @@ int s3d_body_setup(s3d_req *r, int kind, uint64_t max)
 		int algo = checksum_algo_from_name(s3d_ck_headers[i]);
 		if (found++) {
 			s3d_error(r, "InvalidRequest", 400,
-				  "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.");
+				  "Expecting a single x-amz-checksum- header. Multiple checksum "
+				  "Types are not allowed.");
 			return -1;
 		}
 		if (!checksum_value_valid(algo, v)) {
 			char m[128];
-			snprintf(m, sizeof(m), "Value for %s header is invalid.", s3d_ck_headers[i]);
+			snprintf(m, sizeof(m), "Value for %s header is invalid.",
+				 s3d_ck_headers[i]);
 			s3d_error(r, "InvalidRequest", 400, m);
 			return -1;
 		}
@@ -231,7 +236,8 @@ int s3d_body_end(s3d_req *r)
 			return -1;
 		}
 		if (r->trailer_algo) {
-			const char *v = chunked_trailer_get(r->dec, checksum_header_name(r->trailer_algo));
+			const char *v =
+				chunked_trailer_get(r->dec, checksum_header_name(r->trailer_algo));
 			if (v) {
 				r->ck_result_algo = r->trailer_algo;
 				snprintf(r->ck_result, sizeof(r->ck_result), "%s", v);
@@ -263,7 +269,8 @@ int s3d_body_end(s3d_req *r)
 		}
 		if (!r->ck_store_only && !checksum_value_equal(algo, got, r->ck_expect)) {
 			char m[160];
-			snprintf(m, sizeof(m), "The %s you specified did not match the calculated checksum.",
+			snprintf(m, sizeof(m),
+				 "The %s you specified did not match the calculated checksum.",
 				 checksum_algo_name(algo));
 			s3d_error(r, "BadDigest", 400, m);
 			return -1;
@@ -278,7 +285,8 @@ int s3d_body_end(s3d_req *r)
 		EVP_MD_CTX_free(r->md5);
 		r->md5 = NULL;
 		if (memcmp(dg, r->content_md5, 16) != 0) {
-			s3d_error(r, "BadDigest", 400, "The Content-MD5 you specified did not match what we received.");
+			s3d_error(r, "BadDigest", 400,
+				  "The Content-MD5 you specified did not match what we received.");
 			return -1;
 		}
 	}

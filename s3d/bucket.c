@@ -97,8 +97,8 @@ static void s3d_create_finish(s3d_req *r)
 		s3d_error_sl(r, rc, &e);
 		return;
 	}
-	struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
-								    MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (resp) {
 		char loc[80];
 		snprintf(loc, sizeof(loc), "/%s", r->bucket);
@@ -134,8 +134,8 @@ void s3d_op_head_bucket(s3d_req *r)
 	core_bucket b;
 	if (s3d_bucket_need(r, &b) != 0)
 		return;
-	struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
-								    MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (resp) {
 		s3d_hadd(resp, "x-amz-bucket-region", r->srv->region);
 		if (b.versioning == CORE_VERS_DISABLED)
@@ -162,8 +162,8 @@ void s3d_op_get_acl(s3d_req *r)
 	if (r->key) {
 		core_objinfo oi = { 0 };
 		sl_err e = { 0 };
-		int rc = core_head(r->srv->core, r->bucket, r->key, s3d_arg_get(r, "versionId"), &oi,
-				   &e);
+		int rc = core_head(r->srv->core, r->bucket, r->key, s3d_arg_get(r, "versionId"),
+				   &oi, &e);
 		core_objinfo_clear(&oi);
 		if (rc != 0) {
 			s3d_error_sl(r, rc, &e);
@@ -304,7 +304,8 @@ static void s3d_put_cors_finish(s3d_req *r)
 	char msg[160];
 	int v = r->mem.p ? s3d_cors_validate(r->mem.p, r->mem.len, msg, sizeof(msg)) : -1;
 	if (v != 0) {
-		s3d_error(r, v == -2 ? "InvalidRequest" : "MalformedXML", 400, r->mem.p ? msg : NULL);
+		s3d_error(r, v == -2 ? "InvalidRequest" : "MalformedXML", 400,
+			  r->mem.p ? msg : NULL);
 		return;
 	}
 	sl_err e = { 0 };
@@ -439,10 +440,10 @@ static void s3d_delete_objects_finish(s3d_req *r)
 			core_del_result res = { 0 };
 			sl_err e = { 0 };
 			const char *ver = c.objs[i].version;
-			int rc = strlen(c.objs[i].key) > CORE_MAX_KEY ?
-					 SL_EINVAL :
-					 core_delete(r->srv->core, r->bucket, c.objs[i].key, ver, &res,
-						     &e);
+			int rc = strlen(c.objs[i].key) > CORE_MAX_KEY
+					 ? SL_EINVAL
+					 : core_delete(r->srv->core, r->bucket, c.objs[i].key, ver,
+						       &res, &e);
 			if (rc == SL_ENOKEY || (rc == SL_ENOVERSION && ver))
 				rc = 0; /* deleting what is not there succeeds, as on AWS */
 			if (rc != 0) {

@@ -26,7 +26,7 @@ typedef struct cors_rule {
 typedef struct cors_cfg {
 	cors_rule *rules;
 	int n;
-	int bad;        /* 1 malformed, 2 invalid value */
+	int bad; /* 1 malformed, 2 invalid value */
 	char msg[160];
 } cors_cfg;
 
@@ -61,7 +61,8 @@ static int cors_xml(void *ctx, int depth, const char *const *path, const char *t
 			c->n++;
 			if (ru->n[CORS_ORIGIN] == 0 || ru->n[CORS_METHOD] == 0) {
 				snprintf(c->msg, sizeof(c->msg),
-					 "every CORSRule needs an AllowedOrigin and an AllowedMethod");
+					 "every CORSRule needs an AllowedOrigin and an "
+					 "AllowedMethod");
 				return -1;
 			}
 		}
@@ -93,10 +94,10 @@ static int cors_xml(void *ctx, int depth, const char *const *path, const char *t
 		return -1;
 	}
 	if (list == CORS_METHOD && strcmp(text, "GET") != 0 && strcmp(text, "PUT") != 0 &&
-	    strcmp(text, "POST") != 0 && strcmp(text, "DELETE") != 0 &&
-	    strcmp(text, "HEAD") != 0) {
+	    strcmp(text, "POST") != 0 && strcmp(text, "DELETE") != 0 && strcmp(text, "HEAD") != 0) {
 		snprintf(c->msg, sizeof(c->msg),
-			 "Found unsupported HTTP method in CORS config. Unsupported method is %.60s",
+			 "Found unsupported HTTP method in CORS config. Unsupported method is "
+			 "%.60s",
 			 text);
 		c->bad = 2;
 		return -1;
@@ -104,8 +105,8 @@ static int cors_xml(void *ctx, int depth, const char *const *path, const char *t
 	if (list == CORS_ORIGIN || list == CORS_HEADER) {
 		const char *star = strchr(text, '*');
 		if (star && strchr(star + 1, '*')) {
-			snprintf(c->msg, sizeof(c->msg),
-				 "%s can not have more than one wildcard.", path[2]);
+			snprintf(c->msg, sizeof(c->msg), "%s can not have more than one wildcard.",
+				 path[2]);
 			c->bad = 2;
 			return -1;
 		}
@@ -133,7 +134,8 @@ static int cors_parse(const char *doc, size_t len, cors_cfg *c)
 	if (rc != 0 || c->n == 0) {
 		if (!c->msg[0])
 			snprintf(c->msg, sizeof(c->msg), "%s",
-				 "The XML you provided was not well-formed or did not validate against our published schema");
+				 "The XML you provided was not well-formed or did not validate "
+				 "against our published schema");
 		return c->bad == 2 ? -2 : -1;
 	}
 	return 0;
@@ -237,7 +239,8 @@ static void cors_rule_headers(struct MHD_Response *resp, const cors_rule *ru, co
 		snprintf(buf, sizeof(buf), "%ld", ru->max_age);
 		s3d_hadd(resp, "Access-Control-Max-Age", buf);
 	}
-	s3d_hadd(resp, "Vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+	s3d_hadd(resp, "Vary",
+		 "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
 }
 
 /* Loads the bucket's rules; 0 ok, SL_ENOKEY if none, other SL_E*. */
@@ -278,7 +281,8 @@ void s3d_op_cors_preflight(s3d_req *r)
 		return;
 	}
 	if (rc != 0) {
-		s3d_error(r, "AccessForbidden", 403, "CORSResponse: CORS is not enabled for this bucket.");
+		s3d_error(r, "AccessForbidden", 403,
+			  "CORSResponse: CORS is not enabled for this bucket.");
 		return;
 	}
 	const char *reqh = s3d_hdr(r, "Access-Control-Request-Headers");

@@ -18,32 +18,46 @@ static const s3d_code s3d_codes[] = {
 	{ "AccessDenied", 403, "Access Denied" },
 	{ "AccessForbidden", 403, "CORSResponse: This CORS request is not allowed." },
 	{ "AuthorizationHeaderMalformed", 400, "The authorization header is malformed." },
-	{ "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter." },
-	{ "BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received." },
+	{ "AuthorizationQueryParametersError", 400,
+	  "Error parsing the X-Amz-Credential parameter." },
+	{ "BadDigest", 400,
+	  "The Content-MD5 or checksum you specified did not match what we received." },
 	{ "BucketAlreadyExists", 409, "The requested bucket name is not available." },
-	{ "BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it." },
+	{ "BucketAlreadyOwnedByYou", 409,
+	  "Your previous request to create the named bucket succeeded and you already own it." },
 	{ "BucketNotEmpty", 409, "The bucket you tried to delete is not empty" },
 	{ "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size." },
-	{ "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size." },
-	{ "IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid." },
-	{ "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header." },
+	{ "EntityTooSmall", 400,
+	  "Your proposed upload is smaller than the minimum allowed object size." },
+	{ "IllegalVersioningConfigurationException", 400,
+	  "The versioning configuration specified in the request is invalid." },
+	{ "IncompleteBody", 400,
+	  "You did not provide the number of bytes specified by the Content-Length HTTP header." },
 	{ "InternalError", 500, "We encountered an internal error. Please try again." },
-	{ "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records." },
+	{ "InvalidAccessKeyId", 403,
+	  "The AWS Access Key Id you provided does not exist in our records." },
 	{ "InvalidArgument", 400, "Invalid Argument" },
 	{ "InvalidBucketName", 400, "The specified bucket is not valid." },
-	{ "InvalidBucketState", 409, "The request is not valid with the current state of the bucket." },
+	{ "InvalidBucketState", 409,
+	  "The request is not valid with the current state of the bucket." },
 	{ "InvalidDigest", 400, "The Content-MD5 you specified is not valid." },
 	{ "InvalidLocationConstraint", 400, "The specified location-constraint is not valid" },
 	{ "InvalidURI", 400, "Couldn't parse the specified URI." },
-	{ "InvalidPart", 400, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag." },
+	{ "InvalidPart", 400,
+	  "One or more of the specified parts could not be found. The part may not have been "
+	  "uploaded, or the specified entity tag may not match the part's entity tag." },
 	{ "InvalidPartNumber", 416, "The requested partnumber is not satisfiable" },
-	{ "InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number." },
+	{ "InvalidPartOrder", 400,
+	  "The list of parts was not in ascending order. Parts must be ordered by part number." },
 	{ "InvalidRange", 416, "The requested range is not satisfiable" },
 	{ "InvalidRequest", 400, "Invalid Request" },
 	{ "KeyTooLongError", 400, "Your key is too long" },
-	{ "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema" },
+	{ "MalformedXML", 400,
+	  "The XML you provided was not well-formed or did not validate against our published "
+	  "schema" },
 	{ "MaxMessageLengthExceeded", 400, "Your request was too big." },
-	{ "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size." },
+	{ "MetadataTooLarge", 400,
+	  "Your metadata headers exceed the maximum allowed metadata size." },
 	{ "MethodNotAllowed", 405, "The specified method is not allowed against this resource." },
 	{ "MissingContentLength", 411, "You must provide the Content-Length HTTP header." },
 	{ "MissingSecurityHeader", 400, "Your request is missing a required header." },
@@ -53,20 +67,33 @@ static const s3d_code s3d_codes[] = {
 	{ "NoSuchKey", 404, "The specified key does not exist." },
 	{ "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist" },
 	{ "NoSuchTagSet", 404, "The TagSet does not exist" },
-	{ "NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed." },
+	{ "NoSuchUpload", 404,
+	  "The specified upload does not exist. The upload ID may be invalid, or the upload may "
+	  "have been aborted or completed." },
 	{ "NoSuchVersion", 404, "The specified version does not exist." },
-	{ "NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration" },
-	{ "NotImplemented", 501, "A header or query you provided implies functionality that is not implemented." },
-	{ "ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket" },
-	{ "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold" },
-	{ "RequestHeaderSectionTooLarge", 400, "Your request header section exceeds the maximum allowed size." },
-	{ "RequestTimeTooSkewed", 403, "The difference between the request time and the current time is too large." },
-	{ "ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found" },
+	{ "NoSuchWebsiteConfiguration", 404,
+	  "The specified bucket does not have a website configuration" },
+	{ "NotImplemented", 501,
+	  "A header or query you provided implies functionality that is not implemented." },
+	{ "ObjectLockConfigurationNotFoundError", 404,
+	  "Object Lock configuration does not exist for this bucket" },
+	{ "PreconditionFailed", 412,
+	  "At least one of the pre-conditions you specified did not hold" },
+	{ "RequestHeaderSectionTooLarge", 400,
+	  "Your request header section exceeds the maximum allowed size." },
+	{ "RequestTimeTooSkewed", 403,
+	  "The difference between the request time and the current time is too large." },
+	{ "ServerSideEncryptionConfigurationNotFoundError", 404,
+	  "The server side encryption configuration was not found" },
 	{ "ServiceUnavailable", 503, "Please reduce your request rate." },
-	{ "SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method." },
+	{ "SignatureDoesNotMatch", 403,
+	  "The request signature we calculated does not match the signature you provided. Check "
+	  "your key and signing method." },
 	{ "SlowDown", 503, "Please reduce your request rate." },
-	{ "XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed." },
-	{ "InsufficientStorage", 507, "The server does not have enough free disk space to store the object." },
+	{ "XAmzContentSHA256Mismatch", 400,
+	  "The provided 'x-amz-content-sha256' header does not match what was computed." },
+	{ "InsufficientStorage", 507,
+	  "The server does not have enough free disk space to store the object." },
 	{ "NoSuchResource", 404, "The specified resource does not exist." },
 };
 
@@ -82,27 +109,69 @@ const char *s3d_sl_code(int code, unsigned *status)
 {
 	const char *c;
 	switch (code) {
-	case SL_EINVAL: c = "InvalidArgument"; break;
-	case SL_ENOBUCKET: c = "NoSuchBucket"; break;
-	case SL_ENOKEY: c = "NoSuchKey"; break;
-	case SL_ENOVERSION: c = "NoSuchVersion"; break;
-	case SL_EBUCKETEXISTS: c = "BucketAlreadyOwnedByYou"; break;
-	case SL_ENOTEMPTY: c = "BucketNotEmpty"; break;
-	case SL_EPRECOND: c = "PreconditionFailed"; break;
-	case SL_ENOUPLOAD: c = "NoSuchUpload"; break;
-	case SL_EINVALPART: c = "InvalidPart"; break;
-	case SL_EPARTORDER: c = "InvalidPartOrder"; break;
-	case SL_ETOOSMALL: c = "EntityTooSmall"; break;
-	case SL_ETOOLARGE: c = "EntityTooLarge"; break;
-	case SL_ENOSPC: c = "InsufficientStorage"; break;
-	case SL_ELOCKED: c = "ServiceUnavailable"; break;
-	case SL_EBADDIGEST: c = "BadDigest"; break;
-	case SL_EEXIST: c = "PreconditionFailed"; break;
-	case SL_ENOTSUP: c = "NotImplemented"; break;
-	case SL_ENOMEM: c = "SlowDown"; break;
-	case SL_EMAINT: c = "ServiceUnavailable"; break;
-	case SL_EISPREFIX: c = "InvalidRequest"; break;
-	default: c = "InternalError"; break; /* SL_EIO, SL_ECORRUPT, SL_EINTERNAL */
+	case SL_EINVAL:
+		c = "InvalidArgument";
+		break;
+	case SL_ENOBUCKET:
+		c = "NoSuchBucket";
+		break;
+	case SL_ENOKEY:
+		c = "NoSuchKey";
+		break;
+	case SL_ENOVERSION:
+		c = "NoSuchVersion";
+		break;
+	case SL_EBUCKETEXISTS:
+		c = "BucketAlreadyOwnedByYou";
+		break;
+	case SL_ENOTEMPTY:
+		c = "BucketNotEmpty";
+		break;
+	case SL_EPRECOND:
+		c = "PreconditionFailed";
+		break;
+	case SL_ENOUPLOAD:
+		c = "NoSuchUpload";
+		break;
+	case SL_EINVALPART:
+		c = "InvalidPart";
+		break;
+	case SL_EPARTORDER:
+		c = "InvalidPartOrder";
+		break;
+	case SL_ETOOSMALL:
+		c = "EntityTooSmall";
+		break;
+	case SL_ETOOLARGE:
+		c = "EntityTooLarge";
+		break;
+	case SL_ENOSPC:
+		c = "InsufficientStorage";
+		break;
+	case SL_ELOCKED:
+		c = "ServiceUnavailable";
+		break;
+	case SL_EBADDIGEST:
+		c = "BadDigest";
+		break;
+	case SL_EEXIST:
+		c = "PreconditionFailed";
+		break;
+	case SL_ENOTSUP:
+		c = "NotImplemented";
+		break;
+	case SL_ENOMEM:
+		c = "SlowDown";
+		break;
+	case SL_EMAINT:
+		c = "ServiceUnavailable";
+		break;
+	case SL_EISPREFIX:
+		c = "InvalidRequest";
+		break;
+	default:
+		c = "InternalError";
+		break; /* SL_EIO, SL_ECORRUPT, SL_EINTERNAL */
 	}
 	if (status) {
 		const s3d_code *e = s3d_code_find(c);

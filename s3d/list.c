@@ -37,7 +37,8 @@ static int s3d_encoding_param(s3d_req *r, int *url)
 	if (!v)
 		return 0;
 	if (strcmp(v, "url") != 0) {
-		s3d_error(r, "InvalidArgument", 400, "Invalid Encoding Method specified in Request");
+		s3d_error(r, "InvalidArgument", 400,
+			  "Invalid Encoding Method specified in Request");
 		return -1;
 	}
 	*url = 1;
@@ -107,7 +108,8 @@ void s3d_op_list_objects(s3d_req *r, int v2)
 	if (token) {
 		tok_key = s3d_token_decode(token);
 		if (!tok_key) {
-			s3d_error(r, "InvalidArgument", 400, "The continuation token provided is incorrect");
+			s3d_error(r, "InvalidArgument", 400,
+				  "The continuation token provided is incorrect");
 			return;
 		}
 	}

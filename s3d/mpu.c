@@ -115,7 +115,9 @@ void s3d_op_mpu_part_copy(s3d_req *r)
 		return;
 	char *sb, *sk, *sv;
 	if (s3d_copy_source(r, &sb, &sk, &sv) != 0) {
-		s3d_error(r, "InvalidArgument", 400, "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+		s3d_error(r, "InvalidArgument", 400,
+			  "Copy Source must mention the source bucket and key: "
+			  "sourcebucket/sourcekey");
 		return;
 	}
 	core_objinfo src = { 0 };
@@ -123,7 +125,8 @@ void s3d_op_mpu_part_copy(s3d_req *r)
 	int rc = core_head(r->srv->core, sb, sk, sv, &src, &e);
 	if (rc == 0 && src.delete_marker) {
 		s3d_error(r, "InvalidRequest", 400,
-			  "The source of a copy request may not specifically refer to a delete marker by version id.");
+			  "The source of a copy request may not specifically refer to a delete "
+			  "marker by version id.");
 		goto out;
 	}
 	if (rc != 0) {
@@ -144,19 +147,24 @@ void s3d_op_mpu_part_copy(s3d_req *r)
 		if (strncmp(range, "bytes=", 6) != 0 || !(dash = strchr(range + 6, '-')) ||
 		    (size_t)(dash - range - 6) >= sizeof(tmp)) {
 			s3d_error(r, "InvalidArgument", 400,
-				  "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+				  "The x-amz-copy-source-range value must be of the form "
+				  "bytes=first-last where first and last are the zero-based "
+				  "offsets of the first and last bytes to copy");
 			goto out;
 		}
 		memcpy(tmp, range + 6, (size_t)(dash - range - 6));
 		tmp[dash - range - 6] = '\0';
 		if (s3d_parse_u64(tmp, &a) != 0 || s3d_parse_u64(dash + 1, &b) != 0 || b < a) {
 			s3d_error(r, "InvalidArgument", 400,
-				  "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+				  "The x-amz-copy-source-range value must be of the form "
+				  "bytes=first-last where first and last are the zero-based "
+				  "offsets of the first and last bytes to copy");
 			goto out;
 		}
 		if (b >= src.size) {
 			char m[128];
-			snprintf(m, sizeof(m), "Range specified is not valid for source object of size: %llu",
+			snprintf(m, sizeof(m),
+				 "Range specified is not valid for source object of size: %llu",
 				 (unsigned long long)src.size);
 			s3d_error(r, "InvalidRange", 416, m);
 			goto out;

@@ -18,8 +18,13 @@
 
 /* Plain headers stored with an object and returned on GET/HEAD. */
 static const char *const s3d_stored_headers[] = {
-	"content-type", "content-encoding", "content-disposition", "content-language",
-	"cache-control", "expires", "x-amz-website-redirect-location",
+	"content-type",
+	"content-encoding",
+	"content-disposition",
+	"content-language",
+	"cache-control",
+	"expires",
+	"x-amz-website-redirect-location",
 };
 
 static int s3d_is_checksum_name(const char *n)
@@ -246,7 +251,7 @@ void s3d_op_put_object(s3d_req *r)
 
 typedef struct s3d_seg {
 	uint64_t off, len; /* object bytes, or the length of text */
-	char *text;        /* literal bytes (multipart headers) when non-NULL */
+	char *text;	   /* literal bytes (multipart headers) when non-NULL */
 } s3d_seg;
 
 typedef struct s3d_stream {
@@ -429,8 +434,8 @@ static void s3d_object_headers(s3d_req *r, struct MHD_Response *resp, const core
 			}
 			if (strncmp(name, "x-amz-meta-", 11) != 0) {
 				int known = 0;
-				for (size_t k = 0; k < sizeof(s3d_stored_headers) /
-							       sizeof(s3d_stored_headers[0]);
+				for (size_t k = 0;
+				     k < sizeof(s3d_stored_headers) / sizeof(s3d_stored_headers[0]);
 				     k++)
 					known |= strcmp(name, s3d_stored_headers[k]) == 0;
 				if (!known)
@@ -451,9 +456,10 @@ static void s3d_object_headers(s3d_req *r, struct MHD_Response *resp, const core
 	}
 	if (m)
 		json_decref(m);
-	static const char *const overrides[] = { "content-type", "content-language", "expires",
-						 "cache-control", "content-disposition",
-						 "content-encoding" };
+	static const char *const overrides[] = {
+		"content-type",	 "content-language",	"expires",
+		"cache-control", "content-disposition", "content-encoding"
+	};
 	for (size_t k = 0; k < sizeof(overrides) / sizeof(overrides[0]); k++) {
 		char qn[64];
 		snprintf(qn, sizeof(qn), "response-%s", overrides[k]);
@@ -497,15 +503,16 @@ void s3d_op_get_object(s3d_req *r, int head)
 		}
 		if (s3d_hdr(r, "Range")) {
 			s3d_error(r, "InvalidRequest", 400,
-				  "Cannot specify both Range header and partNumber query parameter");
+				  "Cannot specify both Range header and partNumber query "
+				  "parameter");
 			return;
 		}
 	}
 	core_objinfo oi = { 0 };
 	core_reader *rd = NULL;
 	sl_err e = { 0 };
-	int rc = head ? core_head(r->srv->core, r->bucket, r->key, vid, &oi, &e) :
-			core_get_open(r->srv->core, r->bucket, r->key, vid, &oi, &rd, &e);
+	int rc = head ? core_head(r->srv->core, r->bucket, r->key, vid, &oi, &e)
+		      : core_get_open(r->srv->core, r->bucket, r->key, vid, &oi, &rd, &e);
 	if (rc != 0 || oi.delete_marker) {
 		if (oi.delete_marker) {
 			s3d_req_header(r, "x-amz-delete-marker", "true");
@@ -617,13 +624,15 @@ void s3d_op_get_object(s3d_req *r, int head)
 	} else if (ok) {
 		unsigned char rnd[8];
 		RAND_bytes(rnd, sizeof(rnd));
-		snprintf(boundary, sizeof(boundary), "SeglakeBoundary%02x%02x%02x%02x%02x%02x%02x%02x",
-			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		snprintf(boundary, sizeof(boundary),
+			 "SeglakeBoundary%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+			 rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 		char *ct = oi.meta ? core_meta_get(oi.meta, "content-type") : NULL;
 		for (int i = 0; i < nr && ok; i++) {
 			char hdr[512];
 			snprintf(hdr, sizeof(hdr),
-				 "\r\n--%s\r\nContent-Type: %.200s\r\nContent-Range: bytes %llu-%llu/%llu\r\n\r\n",
+				 "\r\n--%s\r\nContent-Type: %.200s\r\nContent-Range: bytes "
+				 "%llu-%llu/%llu\r\n\r\n",
 				 boundary, ct ? ct : "binary/octet-stream",
 				 (unsigned long long)ranges[i].first,
 				 (unsigned long long)ranges[i].last, (unsigned long long)size);
@@ -644,7 +653,8 @@ void s3d_op_get_object(s3d_req *r, int head)
 	struct MHD_Response *resp = NULL;
 	if (ok) {
 		if (head) {
-			resp = MHD_create_response_from_callback(total, 4096, s3d_no_body, NULL, NULL);
+			resp = MHD_create_response_from_callback(total, 4096, s3d_no_body, NULL,
+								 NULL);
 			s3d_stream_free(st);
 		} else {
 			/* large blocks: fewer callbacks and send calls per object */
@@ -675,8 +685,9 @@ void s3d_op_get_object(s3d_req *r, int head)
 	unsigned status = 200;
 	if (nr == 1) {
 		char cr[96];
-		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)ranges[0].first,
-			 (unsigned long long)ranges[0].last, (unsigned long long)size);
+		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
+			 (unsigned long long)ranges[0].first, (unsigned long long)ranges[0].last,
+			 (unsigned long long)size);
 		s3d_hadd(resp, "Content-Range", cr);
 		status = 206;
 	} else if (nr > 1) {
@@ -797,7 +808,8 @@ static int s3d_copy_source_head(s3d_req *r, const char *b, const char *k, const 
 	int rc = core_head(r->srv->core, b, k, v, oi, &e);
 	if (rc == 0 && oi->delete_marker) {
 		s3d_error(r, "InvalidRequest", 400,
-			  "The source of a copy request may not specifically refer to a delete marker by version id.");
+			  "The source of a copy request may not specifically refer to a delete "
+			  "marker by version id.");
 		return -1;
 	}
 	if (rc != 0) {
@@ -814,7 +826,9 @@ void s3d_op_copy_object(s3d_req *r)
 {
 	char *sb, *sk, *sv;
 	if (s3d_copy_source(r, &sb, &sk, &sv) != 0) {
-		s3d_error(r, "InvalidArgument", 400, "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+		s3d_error(r, "InvalidArgument", 400,
+			  "Copy Source must mention the source bucket and key: "
+			  "sourcebucket/sourcekey");
 		return;
 	}
 	const char *dir = s3d_hdr(r, "x-amz-metadata-directive");
@@ -834,7 +848,9 @@ void s3d_op_copy_object(s3d_req *r)
 	    (!sv || src.is_latest)) {
 		core_objinfo_clear(&src);
 		s3d_error(r, "InvalidRequest", 400,
-			  "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
+			  "This copy request is illegal because it is trying to copy an object to "
+			  "itself without changing the object's metadata, storage class, website "
+			  "redirect location or encryption attributes.");
 		goto out;
 	}
 	core_put_opts po = { 0 };
@@ -843,8 +859,8 @@ void s3d_op_copy_object(s3d_req *r)
 		const char *ckn = NULL;
 		char *ckv = NULL;
 		static const char *const cks[] = { "x-amz-checksum-crc32", "x-amz-checksum-crc32c",
-						   "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1",
-						   "x-amz-checksum-sha256" };
+						   "x-amz-checksum-crc64nvme",
+						   "x-amz-checksum-sha1", "x-amz-checksum-sha256" };
 		for (size_t i = 0; i < 5 && !ckv && src.meta; i++) {
 			ckv = core_meta_get(src.meta, cks[i]);
 			ckn = cks[i];

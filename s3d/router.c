@@ -44,11 +44,13 @@ static int s3d_route_unsupported(s3d_req *r)
 	for (size_t i = 0; i < sizeof(s3d_unsupported) / sizeof(s3d_unsupported[0]); i++) {
 		if (!s3d_arg_has(r, s3d_unsupported[i].arg))
 			continue;
-		if (strcmp(r->method, "GET") == 0 && strcmp(s3d_unsupported[i].arg, "tagging") == 0) {
+		if (strcmp(r->method, "GET") == 0 &&
+		    strcmp(s3d_unsupported[i].arg, "tagging") == 0) {
 			/* No tags are ever stored: an empty tag set. */
 			s3d_buf b = { 0 };
 			s3d_buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-					 "<Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+					 "<Tagging "
+					 "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 					 "<TagSet></TagSet></Tagging>");
 			s3d_respond_xml(r, 200, &b);
 			return 1;
@@ -94,7 +96,8 @@ static void s3d_route_bucket(s3d_req *r)
 		else if (s3d_arg_has(r, "logging")) {
 			s3d_buf b = { 0 };
 			s3d_buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-					 "<BucketLoggingStatus xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
+					 "<BucketLoggingStatus "
+					 "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>");
 			s3d_respond_xml(r, 200, &b);
 		} else {
 			const char *lt = s3d_arg_get(r, "list-type");
@@ -111,7 +114,8 @@ static void s3d_route_bucket(s3d_req *r)
 		else if (s3d_arg_has(r, "cors"))
 			s3d_op_put_cors(r);
 		else if (s3d_arg_has(r, "acl"))
-			s3d_error(r, "NotImplemented", 501, "ACLs are not supported; buckets are private.");
+			s3d_error(r, "NotImplemented", 501,
+				  "ACLs are not supported; buckets are private.");
 		else if (s3d_arg_has(r, "policy"))
 			s3d_op_put_policy(r);
 		else if (s3d_route_unsupported(r))
@@ -160,7 +164,8 @@ static void s3d_route_object(s3d_req *r)
 			else
 				s3d_op_mpu_part(r);
 		} else if (s3d_arg_has(r, "acl")) {
-			s3d_error(r, "NotImplemented", 501, "ACLs are not supported; objects are private.");
+			s3d_error(r, "NotImplemented", 501,
+				  "ACLs are not supported; objects are private.");
 		} else if (s3d_route_unsupported(r)) {
 			;
 		} else if (s3d_hdr(r, "x-amz-copy-source")) {

@@ -21,36 +21,36 @@
 struct s3d_req;
 
 typedef struct s3d_opts {
-	const char *listen;         /* "host:port", "[v6]:port", ":port"; NULL = 127.0.0.1:9000 */
-	const char *region;         /* NULL = "us-east-1" */
-	const char *access_key;     /* the root key (required) */
+	const char *listen;	/* "host:port", "[v6]:port", ":port"; NULL = 127.0.0.1:9000 */
+	const char *region;	/* NULL = "us-east-1" */
+	const char *access_key; /* the root key (required) */
 	const char *secret_key;
-	const char *domains;        /* virtual-host base domains, comma-separated; NULL = "localhost" */
-	uint64_t max_object_size;   /* 0 = 5 GiB (also passed to the core by the caller) */
-	uint64_t min_part_size;     /* 0 = 5 MiB: multipart parts but the last must reach it */
-	size_t max_header_bytes;    /* 0 = 16 KiB: sum of header names+values per request */
-	size_t max_url_bytes;       /* 0 = 8 KiB: request target length */
-	unsigned idle_timeout_sec;  /* 0 = 60: a connection silent this long is closed */
+	const char *domains; /* virtual-host base domains, comma-separated; NULL = "localhost" */
+	uint64_t max_object_size;    /* 0 = 5 GiB (also passed to the core by the caller) */
+	uint64_t min_part_size;	     /* 0 = 5 MiB: multipart parts but the last must reach it */
+	size_t max_header_bytes;     /* 0 = 16 KiB: sum of header names+values per request */
+	size_t max_url_bytes;	     /* 0 = 8 KiB: request target length */
+	unsigned idle_timeout_sec;   /* 0 = 60: a connection silent this long is closed */
 	unsigned header_timeout_sec; /* 0 = 30: request line + headers must arrive within this
 				      * of the connection opening or the previous request ending */
-	unsigned body_timeout_sec;  /* 0 = 30: every window this long spent waiting for a body... */
-	unsigned body_min_rate;     /* 0 = 1024: ...must bring body_min_rate bytes/s, else
-				     * 400 RequestTimeout (server.c, "connection watch") */
-	unsigned max_connections;   /* 0 = 256 */
-	int quiet;                  /* no per-request log lines */
-	const char *tls_cert;       /* PEM certificate chain: serve HTTPS (with tls_key); NULL = HTTP */
-	const char *tls_key;        /* PEM private key */
-	FILE *log;                  /* NULL = stderr */
+	unsigned body_timeout_sec; /* 0 = 30: every window this long spent waiting for a body... */
+	unsigned body_min_rate;	   /* 0 = 1024: ...must bring body_min_rate bytes/s, else
+				    * 400 RequestTimeout (server.c, "connection watch") */
+	unsigned max_connections;  /* 0 = 256 */
+	int quiet;		   /* no per-request log lines */
+	const char *tls_cert; /* PEM certificate chain: serve HTTPS (with tls_key); NULL = HTTP */
+	const char *tls_key;  /* PEM private key */
+	FILE *log;	      /* NULL = stderr */
 	/* /v1/repl/... (replication, repl/repl.h repl_route): called once SigV4
 	 * verified; NULL = those paths answer 404. */
 	void (*repl_route)(void *ctx, struct s3d_req *r);
 	void *repl_ctx;
 	/* Access control and operations (s3d/access.c). NULL: only the root key
 	 * above, allowed everything; no metrics, no limits. */
-	struct keys *keys;              /* key store (auth/keys.h): secrets, identity policies */
-	struct ops_metrics *metrics;    /* request metrics (ops/metrics.h), /metrics, /v1/meta/stats */
-	struct ops_limits *limits;      /* failed-auth rate limits, in-flight caps (ops/limits.h) */
-	const char *metrics_open_cidr;  /* /metrics without authentication from these CIDRs */
+	struct keys *keys;	     /* key store (auth/keys.h): secrets, identity policies */
+	struct ops_metrics *metrics; /* request metrics (ops/metrics.h), /metrics, /v1/meta/stats */
+	struct ops_limits *limits;   /* failed-auth rate limits, in-flight caps (ops/limits.h) */
+	const char *metrics_open_cidr; /* /metrics without authentication from these CIDRs */
 } s3d_opts;
 
 typedef struct s3d s3d;

@@ -28,24 +28,24 @@
 #include "s3d/s3d.h"
 
 #define S3D_MAX_XML_BODY (2u * 1024 * 1024) /* CompleteMultipartUpload, DeleteObjects */
-#define S3D_MAX_SMALL_XML (64u * 1024)      /* versioning, CORS, bucket configuration */
-#define S3D_IO_BLOCK (256u * 1024)          /* GET bodies are read this much at a time */
-#define S3D_MAX_META_BYTES 2048             /* x-amz-meta-* names + values, as AWS */
+#define S3D_MAX_SMALL_XML (64u * 1024)	    /* versioning, CORS, bucket configuration */
+#define S3D_IO_BLOCK (256u * 1024)	    /* GET bodies are read this much at a time */
+#define S3D_MAX_META_BYTES 2048		    /* x-amz-meta-* names + values, as AWS */
 /* After an error found mid-body, up to this much more body is read and
  * dropped so the client gets the error answer; past it the connection is cut. */
 #define S3D_MAX_DISCARD (64ull * 1024 * 1024)
 
 struct s3d {
 	core *core;
-	s3d_opts o;             /* strings below are owned copies */
+	s3d_opts o; /* strings below are owned copies */
 	char *listen, *region, *access_key, *secret_key, *domains;
 	struct MHD_Daemon *mhd;
 	struct ops_cidrs *metrics_open; /* /metrics open to these addresses (access.c) */
-	struct s3d_tls *tls;    /* native TLS (tls.c), NULL = plain HTTP */
+	struct s3d_tls *tls;		/* native TLS (tls.c), NULL = plain HTTP */
 	unsigned port;
-	char owner_id[65];      /* canonical user id shown in listings */
-	uint32_t boot;          /* random per start, prefix of request ids */
-	pthread_mutex_t lock;   /* protects the fields below */
+	char owner_id[65];    /* canonical user id shown in listings */
+	uint32_t boot;	      /* random per start, prefix of request ids */
+	pthread_mutex_t lock; /* protects the fields below */
 	pthread_cond_t idle;
 	int inflight;
 	uint64_t seq;
@@ -104,8 +104,8 @@ int s3d_xml_parse(const char *doc, size_t len, s3d_xml_fn fn, void *ctx);
 char *s3d_url_decode(const char *src, size_t len, int plus_space);
 /* Percent-encodes for encoding-type=url (unreserved and '/' kept). malloc'd. */
 char *s3d_url_encode(const char *s);
-void s3d_http_date(int64_t ms, char out[40]);   /* RFC 1123 */
-void s3d_iso_date(int64_t ms, char out[40]);    /* 2006-02-03T16:45:09.000Z */
+void s3d_http_date(int64_t ms, char out[40]); /* RFC 1123 */
+void s3d_iso_date(int64_t ms, char out[40]);  /* 2006-02-03T16:45:09.000Z */
 /* Parses an HTTP date (RFC 1123, RFC 850, asctime); -1 if invalid. Seconds. */
 int64_t s3d_parse_http_date(const char *s);
 /* Strips quotes and W/ from an ETag value into out. */
@@ -134,40 +134,40 @@ struct s3d_req {
 	s3d *srv;
 	struct MHD_Connection *conn;
 	char id[20];
-	char *uri;          /* raw request target, owned */
-	char *raw_path;     /* owned copy of the path part (encoded) */
-	char *raw_query;    /* owned copy of the query (encoded), "" if none */
+	char *uri;	 /* raw request target, owned */
+	char *raw_path;	 /* owned copy of the path part (encoded) */
+	char *raw_query; /* owned copy of the query (encoded), "" if none */
 	const char *method;
-	char *bucket;       /* decoded; NULL for the service (GET /) */
-	char *key;          /* decoded; NULL when the request names only a bucket */
+	char *bucket; /* decoded; NULL for the service (GET /) */
+	char *key;    /* decoded; NULL when the request names only a bucket */
 	s3d_arg *args;
 	size_t nargs;
 	sigv4_header *hdrs;
 	size_t nhdrs;
 	sigv4_auth auth;
 	int started, responded, counted;
-	int in_body;        /* inside a body-data call: answers are deferred */
+	int in_body;		      /* inside a body-data call: answers are deferred */
 	struct MHD_Response *pending; /* answer decided mid-body, queued at the end */
 	unsigned pending_status;
-	uint64_t discarded;  /* body bytes read and dropped after an early answer */
+	uint64_t discarded; /* body bytes read and dropped after an early answer */
 	int64_t t0_us;
 	int status;
 	char errcode[48];
 	uint64_t bytes_in, bytes_out;
 
 	/* body pipeline */
-	int body;            /* enum s3d_body */
+	int body;		/* enum s3d_body */
 	int64_t content_length; /* -1 if absent */
-	uint64_t expect_len;  /* decoded payload length we will accept at most */
+	uint64_t expect_len;	/* decoded payload length we will accept at most */
 	chunked *dec;
-	EVP_MD_CTX *sha;     /* payload SHA-256 (SIGV4_PAYLOAD_HASH) */
-	EVP_MD_CTX *md5;     /* Content-MD5 of a MEM body */
-	checksum ck;         /* x-amz-checksum-* given as a header, verified at the end */
+	EVP_MD_CTX *sha; /* payload SHA-256 (SIGV4_PAYLOAD_HASH) */
+	EVP_MD_CTX *md5; /* Content-MD5 of a MEM body */
+	checksum ck;	 /* x-amz-checksum-* given as a header, verified at the end */
 	int ck_algo;
 	char ck_expect[CHECKSUM_B64_MAX];
-	int ck_store_only;   /* x-amz-sdk-checksum-algorithm alone: compute and store */
-	int trailer_algo;    /* checksum announced in x-amz-trailer */
-	int ck_result_algo;  /* checksum verified/computed for the body, after the end */
+	int ck_store_only;  /* x-amz-sdk-checksum-algorithm alone: compute and store */
+	int trailer_algo;   /* checksum announced in x-amz-trailer */
+	int ck_result_algo; /* checksum verified/computed for the body, after the end */
 	char ck_result[CHECKSUM_B64_MAX];
 	int has_md5;
 	uint8_t content_md5[16];
@@ -175,7 +175,7 @@ struct s3d_req {
 	size_t mem_max;
 	uint64_t payload_bytes;
 	core_writer *w;
-	int part;            /* writer is a multipart part */
+	int part; /* writer is a multipart part */
 	s3d_sink_fn sink;
 	s3d_finish_fn finish;
 	int body_failed;     /* an error answer was already queued from the body */
@@ -186,17 +186,17 @@ struct s3d_req {
 	int nxh;
 
 	/* access control and operations (access.c) */
-	char op[40];          /* operation name, for metrics and the access log */
-	const char *action;   /* policy action ("s3:GetObject") */
-	char client_ip[64];   /* peer, or X-Forwarded-For behind a trusted proxy */
-	int anonymous;        /* no credentials: only bucket policies can allow */
-	int key_root;         /* the authenticated key is a root key */
-	char *key_policy;     /* its identity policy (JSON), NULL if none */
-	int key_entered;      /* counted in the per-key in-flight cap */
-	int metered;          /* counted in the in-flight gauge */
+	char op[40];	    /* operation name, for metrics and the access log */
+	const char *action; /* policy action ("s3:GetObject") */
+	char client_ip[64]; /* peer, or X-Forwarded-For behind a trusted proxy */
+	int anonymous;	    /* no credentials: only bucket policies can allow */
+	int key_root;	    /* the authenticated key is a root key */
+	char *key_policy;   /* its identity policy (JSON), NULL if none */
+	int key_entered;    /* counted in the per-key in-flight cap */
+	int metered;	    /* counted in the in-flight gauge */
 
 	/* operation scratch */
-	char *meta;          /* JSON metadata for the object being written */
+	char *meta; /* JSON metadata for the object being written */
 	char *cond_match, *cond_none;
 	int part_number;
 	char *upload_id;
@@ -204,7 +204,7 @@ struct s3d_req {
 
 const char *s3d_arg_get(const s3d_req *r, const char *name); /* NULL if absent */
 int s3d_arg_has(const s3d_req *r, const char *name);
-const char *s3d_hdr(const s3d_req *r, const char *name);    /* NULL if absent */
+const char *s3d_hdr(const s3d_req *r, const char *name); /* NULL if absent */
 
 /* ---- answers (server.c) --------------------------------------------------- */
 
@@ -320,7 +320,6 @@ int s3d_copy_source(s3d_req *r, char **bucket, char **key, char **version);
 int s3d_copy_conditions(s3d_req *r, const core_objinfo *src);
 /* Reads Content-MD5 into r->content_md5; answers InvalidDigest and returns -1 if bad. */
 int s3d_content_md5(s3d_req *r);
-
 
 /* ---- parsers of untrusted request parts (exported for the fuzz targets) ---- */
 

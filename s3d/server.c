@@ -113,7 +113,8 @@ void s3d_respond(s3d_req *r, unsigned status, struct MHD_Response *resp)
 
 void s3d_respond_empty(s3d_req *r, unsigned status)
 {
-	s3d_respond(r, status, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
+	s3d_respond(r, status,
+		    MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
 }
 
 struct MHD_Response *s3d_xml_response(s3d_req *r, s3d_buf *b)
@@ -122,9 +123,9 @@ struct MHD_Response *s3d_xml_response(s3d_req *r, s3d_buf *b)
 		s3d_buf_free(b);
 		return NULL;
 	}
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(b->len, b->p ? b->p : (void *)"",
-						b->p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		b->len, b->p ? b->p : (void *)"",
+		b->p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp)
 		free(b->p);
 	r->bytes_out += b->len;
@@ -256,7 +257,8 @@ static int s3d_parse_target(s3d_req *r)
 		if (*k) {
 			r->key = s3d_url_decode(k, strlen(k), 0);
 			if (!r->key) {
-				s3d_error(r, "InvalidURI", 400, "Couldn't parse the specified URI.");
+				s3d_error(r, "InvalidURI", 400,
+					  "Couldn't parse the specified URI.");
 				return -1;
 			}
 		}
@@ -266,7 +268,8 @@ static int s3d_parse_target(s3d_req *r)
 		if (bn > 0) {
 			r->bucket = s3d_url_decode(b, bn, 0);
 			if (!r->bucket) {
-				s3d_error(r, "InvalidURI", 400, "Couldn't parse the specified URI.");
+				s3d_error(r, "InvalidURI", 400,
+					  "Couldn't parse the specified URI.");
 				return -1;
 			}
 			const char *k = b + bn;
@@ -431,16 +434,16 @@ typedef struct s3d_conn {
 	struct MHD_Connection *conn;
 	int fd;
 	char ip[64];
-	int phase;        /* S3D_PH_* */
-	int served;       /* requests completed on this connection */
-	int line_seen;    /* the current request's request line has arrived */
-	int busy;         /* the connection thread is inside our access handler */
-	int answerable;   /* body phase with no answer decided: a 400 may be written */
-	int cut;          /* S3D_CUT_*: shut down by the watchdog */
-	int64_t t_phase;  /* monotonic us: when the phase began */
-	int64_t t_exit;   /* when the handler last returned */
-	int64_t waited;   /* body phase: us spent waiting on the client up to t_exit */
-	int64_t win_wait; /* waited when the current window began */
+	int phase;		   /* S3D_PH_* */
+	int served;		   /* requests completed on this connection */
+	int line_seen;		   /* the current request's request line has arrived */
+	int busy;		   /* the connection thread is inside our access handler */
+	int answerable;		   /* body phase with no answer decided: a 400 may be written */
+	int cut;		   /* S3D_CUT_*: shut down by the watchdog */
+	int64_t t_phase;	   /* monotonic us: when the phase began */
+	int64_t t_exit;		   /* when the handler last returned */
+	int64_t waited;		   /* body phase: us spent waiting on the client up to t_exit */
+	int64_t win_wait;	   /* waited when the current window began */
 	uint64_t bytes, win_bytes; /* body bytes so far / when the window began */
 	char req_id[20];
 } s3d_conn;
@@ -463,7 +466,8 @@ static void s3d_watch_answer_timeout(s3d *s, s3d_conn *e)
 			  S3D_XML_HEAD "<Error><Code>RequestTimeout</Code><Message>Your socket "
 				       "connection to the server was not read from or written to "
 				       "within the timeout period. Idle connections will be closed."
-				       "</Message><RequestId>%s</RequestId><HostId>%s</HostId></Error>",
+				       "</Message><RequestId>%s</RequestId><HostId>%s</HostId></"
+				       "Error>",
 			  e->req_id, s->owner_id);
 	if (bn < 0 || bn >= (int)sizeof(body))
 		return;
@@ -496,7 +500,8 @@ static void s3d_watch_check(s3d *s, int64_t now)
 			 * idle timeout; a started or first request is worth a line. */
 			if (!s->o.quiet && (e->line_seen || e->served == 0))
 				fprintf(s->o.log,
-					"s3d: closed connection from %s: request headers not complete within %us\n",
+					"s3d: closed connection from %s: request headers not "
+					"complete within %us\n",
 					e->ip, s->o.header_timeout_sec);
 		} else if (e->phase == S3D_PH_BODY && !e->busy) {
 			int64_t waited = e->waited + (now - e->t_exit);
@@ -514,7 +519,8 @@ static void s3d_watch_check(s3d *s, int64_t now)
 			shutdown(e->fd, SHUT_RDWR);
 			if (!s->o.quiet)
 				fprintf(s->o.log,
-					"s3d: %s: request body from %s too slow (%llu bytes in the last %us), %s\n",
+					"s3d: %s: request body from %s too slow (%llu bytes in the "
+					"last %us), %s\n",
 					e->req_id, e->ip,
 					(unsigned long long)(e->bytes - e->win_bytes),
 					s->o.body_timeout_sec,
@@ -607,10 +613,12 @@ static void s3d_watch_add(s3d *s, struct MHD_Connection *c)
 	if (ai && ai->client_addr) {
 		const struct sockaddr *sa = ai->client_addr;
 		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-				  e->ip, sizeof(e->ip));
+			inet_ntop(AF_INET,
+				  &((const struct sockaddr_in *)(const void *)sa)->sin_addr, e->ip,
+				  sizeof(e->ip));
 		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+			inet_ntop(AF_INET6,
+				  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
 				  e->ip, sizeof(e->ip));
 	}
 	e->phase = S3D_PH_HEADERS;
@@ -872,12 +880,12 @@ static void s3d_on_completed(void *cls, struct MHD_Connection *conn, void **con_
 		return;
 	{
 		/* One JSON access log line (unless quiet) and the request metrics. */
-		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
-				  toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client-abort" :
-				  toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout" :
-				  toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown" :
-				  toe == MHD_REQUEST_TERMINATED_READ_ERROR ? "read-error" :
-									     "error";
+		const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK	  ? ""
+				  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT	  ? "client-abort"
+				  : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
+				  : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
+				  : toe == MHD_REQUEST_TERMINATED_READ_ERROR	  ? "read-error"
+										  : "error";
 		int cut = s3d_watch_done(r);
 		if (cut == S3D_CUT_HEADERS) {
 			how = "header-timeout";
@@ -968,7 +976,8 @@ static int s3d_parse_listen(const char *listen, struct sockaddr_storage *ss, soc
 	uint64_t pn;
 	if (s3d_parse_u64(port, &pn) != 0 || pn > 65535)
 		return sl_err_set(err, SL_EINVAL, "bad port in listen address '%s'", listen);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *ai = NULL;
 	int rc = getaddrinfo(host, port, &hints, &ai);
@@ -1067,30 +1076,30 @@ int s3d_start(core *c, const s3d_opts *o, s3d **out, sl_err *err)
 	}
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) :
-						   ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+						 : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	/* The per-connection memory pool holds the header section and the I/O
 	 * buffers: a header section larger than our limit is answered by us with
 	 * RequestHeaderSectionTooLarge; only far larger ones hit MHD's 431. */
 	size_t pool = s->o.max_header_bytes * 2 + S3D_IO_BLOCK + 64 * 1024;
 	s->mhd = MHD_start_daemon(
-		flags, port, NULL, NULL, s3d_on_access, s, MHD_OPTION_EXTERNAL_LOGGER, s3d_mhd_log, s,
-		MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, s3d_on_uri, s,
-		MHD_OPTION_NOTIFY_COMPLETED, s3d_on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK,
-		s3d_unescape_none, s, MHD_OPTION_CONNECTION_TIMEOUT,
+		flags, port, NULL, NULL, s3d_on_access, s, MHD_OPTION_EXTERNAL_LOGGER, s3d_mhd_log,
+		s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK,
+		s3d_on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, s3d_on_completed, s,
+		MHD_OPTION_UNESCAPE_CALLBACK, s3d_unescape_none, s, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)s->o.idle_timeout_sec, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)s->o.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
-		MHD_OPTION_NOTIFY_CONNECTION, s3d_on_connection, s,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
+		s3d_on_connection, s,
 		/* last: without TLS the list ends here */
 		s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, s3d_tls_callback(),
 		MHD_OPTION_END);
 	if (!s->mhd) {
 		int e = errno;
 		s3d_stop(s, 0);
-		return sl_err_set(err, SL_EIO, "cannot listen on %s: %s", o->listen ? o->listen :
-					   "127.0.0.1:9000", strerror(e ? e : EADDRINUSE));
+		return sl_err_set(err, SL_EIO, "cannot listen on %s: %s",
+				  o->listen ? o->listen : "127.0.0.1:9000",
+				  strerror(e ? e : EADDRINUSE));
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = di ? di->port : port;

@@ -50,8 +50,7 @@ static void s3d_tls_set_free(s3d_tls_set *set)
 }
 
 /* Loads and checks a certificate chain + key pair. */
-static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set **out,
-			sl_err *err)
+static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set **out, sl_err *err)
 {
 	*out = NULL;
 	gnutls_datum_t cert = { NULL, 0 }, key = { NULL, 0 }, pa = { NULL, 0 }, pb = { NULL, 0 };
@@ -74,8 +73,9 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 		goto out;
 	}
 	unsigned n = S3D_TLS_MAX_CHAIN;
-	if ((g = gnutls_pcert_list_import_x509_raw(set->pcert, &n, &cert, GNUTLS_X509_FMT_PEM,
-						   0)) < 0 || n == 0) {
+	if ((g = gnutls_pcert_list_import_x509_raw(set->pcert, &n, &cert, GNUTLS_X509_FMT_PEM, 0)) <
+		    0 ||
+	    n == 0) {
 		rc = sl_err_set(err, SL_EINVAL, "TLS certificate %s: %s", cert_path,
 				g < 0 ? gnutls_strerror(g) : "no certificate");
 		goto out;
@@ -93,7 +93,8 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 	/* the key must belong to the first certificate: compare public keys
 	 * (gnutls_certificate_set_x509_key_mem2 would check too, but leaks
 	 * memory on that error path in this GnuTLS) */
-	if (gnutls_pubkey_init(&kpub) < 0 || gnutls_pubkey_import_privkey(kpub, set->key, 0, 0) < 0 ||
+	if (gnutls_pubkey_init(&kpub) < 0 ||
+	    gnutls_pubkey_import_privkey(kpub, set->key, 0, 0) < 0 ||
 	    gnutls_pubkey_export2(kpub, GNUTLS_X509_FMT_DER, &pa) < 0 ||
 	    gnutls_pubkey_export2(set->pcert[0].pubkey, GNUTLS_X509_FMT_DER, &pb) < 0) {
 		rc = sl_err_set(err, SL_EINVAL, "TLS certificate %s / key %s: cannot compare keys",
@@ -101,8 +102,8 @@ static int s3d_tls_load(const char *cert_path, const char *key_path, s3d_tls_set
 		goto out;
 	}
 	if (pa.size != pb.size || memcmp(pa.data, pb.data, pa.size) != 0) {
-		rc = sl_err_set(err, SL_EINVAL,
-				"TLS certificate %s and key %s do not match", cert_path, key_path);
+		rc = sl_err_set(err, SL_EINVAL, "TLS certificate %s and key %s do not match",
+				cert_path, key_path);
 		goto out;
 	}
 	*out = set;
@@ -176,8 +177,8 @@ void s3d_tls_free(s3d_tls *t)
  * handshake. libmicrohttpd makes the session's pointer its connection,
  * whose socket context server.c sets to the s3d. The returned structures
  * stay owned by the s3d_tls (GnuTLS does not free them). */
-static int s3d_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn,
-			    int nreqs, const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+static int s3d_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+			    const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
 			    gnutls_pcert_st **pcert, unsigned int *pcert_length,
 			    gnutls_privkey_t *privkey)
 {

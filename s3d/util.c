@@ -93,8 +93,8 @@ int64_t s3d_parse_http_date(const char *s)
 	static const char *fmts[] = {
 		"%a, %d %b %Y %H:%M:%S GMT", /* RFC 1123 */
 		"%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
-		"%a %b %e %H:%M:%S %Y",      /* asctime */
-		"%Y-%m-%dT%H:%M:%S",         /* ISO 8601 (some SDKs) */
+		"%a %b %e %H:%M:%S %Y",	     /* asctime */
+		"%Y-%m-%dT%H:%M:%S",	     /* ISO 8601 (some SDKs) */
 	};
 	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
 		struct tm tm;

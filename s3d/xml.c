@@ -72,11 +72,21 @@ void s3d_buf_xml(s3d_buf *b, const char *s)
 		const char *rep = NULL;
 		char tmp[8];
 		switch (*p) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '"': rep = "&quot;"; break;
-		case '\'': rep = "&apos;"; break;
+		case '&':
+			rep = "&amp;";
+			break;
+		case '<':
+			rep = "&lt;";
+			break;
+		case '>':
+			rep = "&gt;";
+			break;
+		case '"':
+			rep = "&quot;";
+			break;
+		case '\'':
+			rep = "&apos;";
+			break;
 		default:
 			if (*p < 0x20 && *p != '\t' && *p != '\n') {
 				/* \r would be normalised away by parsers; others are not XML 1.0

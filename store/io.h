@@ -18,7 +18,7 @@ typedef struct store_io {
 	int (*close)(const struct store_io *io, int fd);
 	ssize_t (*pread)(const struct store_io *io, int fd, void *buf, size_t n, off_t off);
 	ssize_t (*pwrite)(const struct store_io *io, int fd, const void *buf, size_t n, off_t off);
-	int (*fsync)(const struct store_io *io, int fd);      /* data (fdatasync) */
+	int (*fsync)(const struct store_io *io, int fd); /* data (fdatasync) */
 	int (*ftruncate)(const struct store_io *io, int fd, off_t len);
 	int (*fallocate)(const struct store_io *io, int fd, off_t len); /* may be -EOPNOTSUPP */
 	off_t (*size)(const struct store_io *io, int fd);
@@ -50,10 +50,11 @@ int store_io_read_all(const store_io *io, int fd, void *buf, size_t n, off_t off
 
 typedef struct store_io_fault store_io_fault;
 typedef struct store_io_fault_cfg {
-	long long enospc_after_bytes; /* pwrite fails with ENOSPC once this many bytes were written (-1 off) */
+	long long enospc_after_bytes; /* pwrite fails with ENOSPC once this many bytes were written
+					 (-1 off) */
 	long long eio_after_writes;   /* the Nth pwrite and later fail with EIO (-1 off) */
-	int short_writes;             /* every pwrite writes at most half (callers must loop) */
-	int fail_fsync;               /* fsync returns -EIO */
+	int short_writes;	      /* every pwrite writes at most half (callers must loop) */
+	int fail_fsync;		      /* fsync returns -EIO */
 } store_io_fault_cfg;
 
 store_io_fault *store_io_fault_new(const store_io_fault_cfg *cfg);

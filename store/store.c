@@ -19,7 +19,7 @@
 #include "common/crc32c.h"
 
 #define STORE_WRITEBACK_BYTES (8u << 20) /* appends between writeback hints */
-#define STORE_DIRECT_MIN (1u << 20)        /* smallest COLD chunk written with O_DIRECT */
+#define STORE_DIRECT_MIN (1u << 20)	 /* smallest COLD chunk written with O_DIRECT */
 
 struct store {
 	char *dir;
@@ -32,17 +32,17 @@ struct store {
 	pthread_cond_t cv;
 	uint64_t *ids; /* sorted ids of every segment file */
 	size_t nids, capids;
-	uint64_t bytes;     /* total bytes of all segments */
-	int cur_fd;         /* open segment, -1 if none */
+	uint64_t bytes; /* total bytes of all segments */
+	int cur_fd;	/* open segment, -1 if none */
 	uint64_t cur_id;
-	uint64_t tail;      /* end of the last record in the open segment */
-	uint64_t synced;    /* bytes of the open segment known durable */
-	uint64_t kicked;    /* bytes of the open segment whose writeback was started */
-	int syncing;        /* fsyncs in flight on cur_fd */
-	int broken;         /* a failed cleanup left the tail unknown: refuse appends */
-	uint64_t fsize;     /* file size of the open segment (> tail after a direct append) */
-	int no_direct;      /* O_DIRECT failed here once: COLD appends are plain */
-	uint8_t *dbuf;      /* aligned staging buffer of direct appends */
+	uint64_t tail;	 /* end of the last record in the open segment */
+	uint64_t synced; /* bytes of the open segment known durable */
+	uint64_t kicked; /* bytes of the open segment whose writeback was started */
+	int syncing;	 /* fsyncs in flight on cur_fd */
+	int broken;	 /* a failed cleanup left the tail unknown: refuse appends */
+	uint64_t fsize;	 /* file size of the open segment (> tail after a direct append) */
+	int no_direct;	 /* O_DIRECT failed here once: COLD appends are plain */
+	uint8_t *dbuf;	 /* aligned staging buffer of direct appends */
 	size_t dcap;
 	int64_t last_append_ms;
 	uint64_t nrecords;
@@ -144,8 +144,7 @@ static int recover_segment(store *s, uint64_t id, int is_last, store_pos vf, int
 	off_t size = s->io->size(s->io, fd);
 	uint8_t hb[SEG_HEADER_SIZE];
 	seg_header hdr;
-	if (size < SEG_HEADER_SIZE ||
-	    store_io_read_all(s->io, fd, hb, sizeof(hb), 0) < 0 ||
+	if (size < SEG_HEADER_SIZE || store_io_read_all(s->io, fd, hb, sizeof(hb), 0) < 0 ||
 	    seg_header_decode(hb, sizeof(hb), &hdr) < 0 || hdr.id != id) {
 		s->io->close(s->io, fd);
 		if (is_last && (id > vf.seg || vf.off == 0)) {
@@ -169,8 +168,9 @@ static int recover_segment(store *s, uint64_t id, int is_last, store_pos vf, int
 	if (rc == SL_ECORRUPT && bad < verify_off) {
 		s->io->close(s->io, fd);
 		return sl_err_set(err, SL_ECORRUPT,
-				  "segment %s: invalid record at offset %" PRIu64
-				  " inside committed data (run fsck)",
+				  "segment %s: invalid record at offset %" PRIu64 " inside "
+				  "committed data "
+				  "(run fsck)",
 				  path, bad);
 	}
 	if ((uint64_t)size > tail) {
@@ -289,8 +289,9 @@ static int seal_locked(store *s, sl_err *err)
 		s->fsize = s->tail;
 	}
 	char foot[128];
-	int n = snprintf(foot, sizeof(foot), "{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
-			 ",\"sealed_ms\":%" PRId64 "}",
+	int n = snprintf(foot, sizeof(foot),
+			 "{\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"sealed_ms\":%" PRId64
+			 "}",
 			 s->nrecords, s->tail, now_ms());
 	uint8_t h[SEG_REC_HEADER];
 	seg_rec_encode(SEG_REC_FOOTER, (uint32_t)n, sl_crc32c(0, foot, (size_t)n), h);
@@ -334,8 +335,7 @@ static int create_locked(store *s, sl_err *err)
 	if (r < 0) {
 		s->io->close(s->io, fd);
 		s->io->unlink(s->io, path);
-		return sl_err_set(err, sl_code_from_errno(-r), "create %s: %s", path,
-				  strerror(-r));
+		return sl_err_set(err, sl_code_from_errno(-r), "create %s: %s", path, strerror(-r));
 	}
 	if ((r = ids_add(s, id)) < 0) {
 		s->io->close(s->io, fd);
@@ -415,8 +415,9 @@ int store_append(store *s, int type, const uint8_t *hash, const void *data, uint
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
 	if (s->broken) {
-		rc = sl_err_set(err, SL_EIO, "segment store is read-only after an I/O failure; "
-					     "restart to recover");
+		rc = sl_err_set(err, SL_EIO,
+				"segment store is read-only after an I/O failure; "
+				"restart to recover");
 		goto out;
 	}
 	if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE && s->tail + need > s->seg_max &&
@@ -541,7 +542,8 @@ int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf,
 	    rec.payload_len != loc.len + 32 || memcmp(head + SEG_REC_HEADER, hash, 32) != 0 ||
 	    sl_crc32c(sl_crc32c(0, head + SEG_REC_HEADER, 32), buf, loc.len) != rec.payload_crc)
 		return sl_err_set(err, SL_ECORRUPT,
-				  "stored chunk in %s at %" PRIu64 " is damaged (checksum mismatch)",
+				  "stored chunk in %s at %" PRIu64 " is damaged (checksum "
+				  "mismatch)",
 				  path, loc.off);
 	return 0;
 }
@@ -622,7 +624,8 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 						      (off_t)(pos + SEG_REC_HEADER)) < 0) {
 					if (!corrupt)
 						sl_err_set(err, SL_ECORRUPT,
-							   "segment %s: bad chunk record at %" PRIu64,
+							   "segment %s: bad chunk record at "
+							   "%" PRIu64,
 							   path, pos);
 					corrupt = 1;
 					break;
@@ -646,7 +649,8 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 				    seg_rec_verify(&r, buf) < 0) {
 					if (!corrupt)
 						sl_err_set(err, SL_ECORRUPT,
-							   "segment %s: bad journal record at %" PRIu64,
+							   "segment %s: bad journal record at "
+							   "%" PRIu64,
 							   path, pos);
 					corrupt = 1;
 					break;
@@ -684,8 +688,7 @@ void store_close(store *s)
 	while (s->syncing > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
 	if (s->cur_fd >= 0) {
-		if (s->fsize > s->tail &&
-		    s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail) == 0)
+		if (s->fsize > s->tail && s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail) == 0)
 			s->synced = 0; /* the new size wants an fsync too */
 		if (s->synced < s->tail)
 			s->io->fsync(s->io, s->cur_fd);

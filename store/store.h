@@ -35,10 +35,10 @@ typedef struct store_loc {
 } store_loc;
 
 typedef struct store_opts {
-	const store_io *io;          /* NULL: POSIX */
-	uint64_t segment_max_bytes;  /* rotate past this; 0: 256 MiB */
-	unsigned segment_idle_sec;   /* seal an idle open segment; 0: 60 */
-	const char *node;            /* node id written into segment headers */
+	const store_io *io;	    /* NULL: POSIX */
+	uint64_t segment_max_bytes; /* rotate past this; 0: 256 MiB */
+	unsigned segment_idle_sec;  /* seal an idle open segment; 0: 60 */
+	const char *node;	    /* node id written into segment headers */
 } store_opts;
 
 /* Opens the segments in dir (created if missing). Recovery: every segment at

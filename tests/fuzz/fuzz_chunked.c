@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.scope = FUZZ_SCOPE,
 		.seed_signature = (data[2] & 1) ? FUZZ_TSEED : FUZZ_SEED,
 		.decoded_length = dl == 0xffffffffu ? -1 : (int64_t)dl,
-		.trailer = fuzz_trailers[data[1] % (sizeof(fuzz_trailers) / sizeof(fuzz_trailers[0]))],
+		.trailer =
+			fuzz_trailers[data[1] % (sizeof(fuzz_trailers) / sizeof(fuzz_trailers[0]))],
 		.verify_checksum = (data[0] & 4) != 0,
 		.out = fuzz_out,
 		.out_ctx = &sink,

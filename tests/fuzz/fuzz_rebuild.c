@@ -80,7 +80,8 @@ static int fuzz_put(FILE *f, int type, const uint8_t *payload, uint32_t len, uin
 {
 	uint8_t h[SEG_REC_HEADER];
 	seg_rec_encode(type, len, crc, h);
-	return fwrite(h, 1, sizeof(h), f) == sizeof(h) && fwrite(payload, 1, len, f) == len ? 0 : -1;
+	return fwrite(h, 1, sizeof(h), f) == sizeof(h) && fwrite(payload, 1, len, f) == len ? 0
+											    : -1;
 }
 
 /* Writes the records of the input as segment 1 of the lake. */
@@ -106,11 +107,13 @@ static int fuzz_write_segment(const fuzz_lines *l)
 			if (!p)
 				return fclose(f), -1;
 			for (size_t k = 0; k < dl; k++) {
-				int hi = hexval((unsigned char)s[2 + 2 * k]), lo = hexval((unsigned char)s[3 + 2 * k]);
+				int hi = hexval((unsigned char)s[2 + 2 * k]),
+				    lo = hexval((unsigned char)s[3 + 2 * k]);
 				p[32 + k] = (uint8_t)((hi < 0 ? 0 : hi) << 4 | (lo < 0 ? 0 : lo));
 			}
 			SHA256(p + 32, dl, p);
-			rc = fuzz_put(f, SEG_REC_CHUNK, p, (uint32_t)(32 + dl), sl_crc32c(0, p, 32 + dl));
+			rc = fuzz_put(f, SEG_REC_CHUNK, p, (uint32_t)(32 + dl),
+				      sl_crc32c(0, p, 32 + dl));
 			free(p);
 		} else {
 			rc = fuzz_put(f, SEG_REC_JOURNAL, (const uint8_t *)s, (uint32_t)n,

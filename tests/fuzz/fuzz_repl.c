@@ -59,7 +59,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	static const char *const contents[] = { "hello", "world!\n" };
 	for (size_t i = 0; i < 2; i++) {
 		core_chunkref ref;
-		if (core_chunk_put(fz.c, contents[i], (uint32_t)strlen(contents[i]), &ref, &err) < 0)
+		if (core_chunk_put(fz.c, contents[i], (uint32_t)strlen(contents[i]), &ref, &err) <
+		    0)
 			abort();
 	}
 	return 0;
@@ -91,7 +92,8 @@ static void fuzz_read_back(core *c, int64_t before)
 		core_objinfo_clear(&info);
 		memset(&info, 0, sizeof(info));
 		core_reader *r = NULL;
-		if (core_get_open(c, e[i].bucket, e[i].key, e[i].version_id, &info, &r, &err) == 0) {
+		if (core_get_open(c, e[i].bucket, e[i].key, e[i].version_id, &info, &r, &err) ==
+		    0) {
 			char buf[64];
 			(void)core_read_at(r, buf, sizeof(buf), 0, &err);
 			core_reader_free(r);
@@ -113,7 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	uint8_t *missing = NULL;
 	size_t nmissing = 0;
-	if (core_repl_missing(fz.c, bodies, l.n, &missing, &nmissing, &err) == 0 && nmissing > l.n * 4096)
+	if (core_repl_missing(fz.c, bodies, l.n, &missing, &nmissing, &err) == 0 &&
+	    nmissing > l.n * 4096)
 		__builtin_trap();
 	free(missing);
 
@@ -122,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&err, 0, sizeof(err));
 	int rc = core_repl_apply(fz.c, "fuzzpeer", (int64_t)size, bodies, l.n, &applied, &err);
 	if (getenv("SEGLAKE_FUZZ_DEBUG"))
-		fprintf(stderr, "repl: rc %d applied %zu: %s\n", rc, applied, rc < 0 ? err.msg : "");
+		fprintf(stderr, "repl: rc %d applied %zu: %s\n", rc, applied,
+			rc < 0 ? err.msg : "");
 	if (rc < 0 && applied != 0)
 		__builtin_trap();
 	if (rc == 0 && applied > 0)

@@ -72,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	default: {
 		char status[32];
-		if (s3d_parse_versioning(doc, len, status) == 0 && !memchr(status, 0, sizeof(status)))
+		if (s3d_parse_versioning(doc, len, status) == 0 &&
+		    !memchr(status, 0, sizeof(status)))
 			__builtin_trap();
 		break;
 	}

@@ -126,7 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The encoder used on the same bytes (keys, paths) must stay in bounds. */
 	char enc[1024];
 	if (l.n > 1)
-		(void)sigv4_uri_encode(l.line[1], strlen(l.line[1]), (int)(size & 2), enc, sizeof(enc));
+		(void)sigv4_uri_encode(l.line[1], strlen(l.line[1]), (int)(size & 2), enc,
+				       sizeof(enc));
 	fuzz_lines_free(&l);
 	return 0;
 }

@@ -25,8 +25,7 @@ typedef struct fuzz_lines {
 	size_t n;
 } fuzz_lines;
 
-static inline int fuzz_lines_split(const uint8_t *data, size_t size, size_t max,
-				   fuzz_lines *out)
+static inline int fuzz_lines_split(const uint8_t *data, size_t size, size_t max, fuzz_lines *out)
 {
 	out->n = 0;
 	out->buf = malloc(size + 1);

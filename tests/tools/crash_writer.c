@@ -161,7 +161,8 @@ static int verify(const char *ackfile)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: crash_writer write DIR ROUND THREADS | verify DIR ACKFILE\n");
+		fprintf(stderr, "usage: crash_writer write DIR ROUND THREADS | verify DIR "
+				"ACKFILE\n");
 		return 2;
 	}
 	sl_err err = { 0 };

@@ -12,28 +12,28 @@
 
 static int check_pass, check_fail;
 
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (cond) {                                                          \
-			check_pass++;                                                \
-		} else {                                                             \
-			check_fail++;                                                \
-			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                                    \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			check_pass++;                                                              \
+		} else {                                                                           \
+			check_fail++;                                                              \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_OK(expr)                                                               \
-	do {                                                                         \
-		sl_err e_ = { 0 };                                                   \
-		(void)e_;                                                            \
-		long r_ = (long)(expr);                                              \
-		if (r_ >= 0) {                                                       \
-			check_pass++;                                                \
-		} else {                                                             \
-			check_fail++;                                                \
-			fprintf(stderr, "FAIL %s:%d: %s returned %ld\n", __FILE__, __LINE__, \
-				#expr, r_);                                          \
-		}                                                                    \
+#define CHECK_OK(expr)                                                                             \
+	do {                                                                                       \
+		sl_err e_ = { 0 };                                                                 \
+		(void)e_;                                                                          \
+		long r_ = (long)(expr);                                                            \
+		if (r_ >= 0) {                                                                     \
+			check_pass++;                                                              \
+		} else {                                                                           \
+			check_fail++;                                                              \
+			fprintf(stderr, "FAIL %s:%d: %s returned %ld\n", __FILE__, __LINE__,       \
+				#expr, r_);                                                        \
+		}                                                                                  \
 	} while (0)
 
 static inline int check_done(const char *name)

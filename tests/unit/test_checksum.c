@@ -15,7 +15,6 @@
 /* not in the header: the table fallback, to compare with the SSE4.2 path */
 uint32_t checksum_crc32c_soft(uint32_t crc, const void *data, size_t len);
 
-
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void)
 {
@@ -78,8 +77,8 @@ static void test_incremental(void)
 	unsigned char *buf = malloc(n);
 	for (size_t i = 0; i < n; i++)
 		buf[i] = (unsigned char)rnd();
-	int algos[] = {CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME, CHECKSUM_SHA1,
-		       CHECKSUM_SHA256};
+	int algos[] = { CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME, CHECKSUM_SHA1,
+			CHECKSUM_SHA256 };
 	for (size_t a = 0; a < 5; a++) {
 		char whole[CHECKSUM_B64_MAX], parts[CHECKSUM_B64_MAX];
 		b64_of(algos[a], buf, n, whole);
@@ -108,7 +107,7 @@ static void test_incremental(void)
 	CHECK(same);
 	/* lengths around the three-stream windows (3 x 4096 bytes) of the fast
 	 * path, at odd offsets, and long random ones */
-	size_t lens[] = {12287, 12288, 12289, 24575, 24576, 24583, 36864 + 5, 99999 - 16};
+	size_t lens[] = { 12287, 12288, 12289, 24575, 24576, 24583, 36864 + 5, 99999 - 16 };
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
 		for (size_t off = 0; off < 16; off += 5)
 			if (checksum_crc32c(0, buf + off, lens[i]) !=
@@ -117,7 +116,8 @@ static void test_incremental(void)
 	for (int r = 0; r < 50; r++) {
 		size_t off = rnd() % 64, len = rnd() % (n - 64);
 		uint32_t seed = (uint32_t)rnd();
-		if (checksum_crc32c(seed, buf + off, len) != checksum_crc32c_soft(seed, buf + off, len))
+		if (checksum_crc32c(seed, buf + off, len) !=
+		    checksum_crc32c_soft(seed, buf + off, len))
 			same = 0;
 	}
 	CHECK(same);
@@ -130,7 +130,7 @@ static void test_combine(void)
 	unsigned char buf[5000];
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)rnd();
-	size_t splits[] = {0, 1, 7, 100, 2500, 4999, 5000};
+	size_t splits[] = { 0, 1, 7, 100, 2500, 4999, 5000 };
 	for (size_t s = 0; s < sizeof(splits) / sizeof(splits[0]); s++) {
 		size_t k = splits[s], rest = sizeof(buf) - k;
 		uint64_t out = 0;

@@ -45,7 +45,7 @@ static uint64_t rnd(void)
 typedef struct sink {
 	unsigned char *buf;
 	size_t len, cap;
-	size_t max_call; /* largest single callback */
+	size_t max_call;    /* largest single callback */
 	size_t abort_after; /* 0: never */
 } sink;
 
@@ -97,7 +97,7 @@ static void b_str(body *b, const char *s)
 /* The documented body: 65536 + 1024 bytes of 'a'. */
 static body aws_body(const char *s1, const char *s2, const char *s3, int trailer_mode)
 {
-	body b = {0};
+	body b = { 0 };
 	char *a = malloc(65536);
 	memset(a, 'a', 65536);
 	b_str(&b, "10000;chunk-signature=");
@@ -112,7 +112,8 @@ static body aws_body(const char *s1, const char *s2, const char *s3, int trailer
 	b_str(&b, s3);
 	b_str(&b, "\r\n");
 	if (trailer_mode)
-		b_str(&b, "x-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-trailer-signature:" TRSIG "\r\n");
+		b_str(&b, "x-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-trailer-signature:" TRSIG "\r"
+			  "\n");
 	b_str(&b, "\r\n");
 	free(a);
 	return b;
@@ -122,16 +123,16 @@ static chunked *new_signed(int mode, const char *seed, sink *s, int64_t dlen, co
 {
 	unsigned char key[32];
 	sigv4_signing_key(SECRET, "20130524", "us-east-1", "s3", key);
-	chunked_opts o = {.mode = mode,
-			  .signing_key = key,
-			  .amz_date = AMZ_DATE,
-			  .scope = SCOPE,
-			  .seed_signature = seed,
-			  .decoded_length = dlen,
-			  .trailer = trailer,
-			  .verify_checksum = 1,
-			  .out = sink_out,
-			  .out_ctx = s};
+	chunked_opts o = { .mode = mode,
+			   .signing_key = key,
+			   .amz_date = AMZ_DATE,
+			   .scope = SCOPE,
+			   .seed_signature = seed,
+			   .decoded_length = dlen,
+			   .trailer = trailer,
+			   .verify_checksum = 1,
+			   .out = sink_out,
+			   .out_ctx = s };
 	chunked *d = NULL;
 	if (chunked_new(&o, &d) != SIGV4_OK)
 		return NULL;
@@ -169,9 +170,9 @@ static void test_aws_example(void)
 {
 	body b = aws_body(SIG1, SIG2, SIG3, 0);
 	CHECK(b.len == 66824); /* the documented Content-Length */
-	size_t pieces[] = {0, 1, 2, 3, 7, 85, 86, 87, 4096, 65536, 66824, 1 << 20};
+	size_t pieces[] = { 0, 1, 2, 3, 7, 85, 86, 87, 4096, 65536, 66824, 1 << 20 };
 	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		CHECK(d != NULL);
 		if (!d)
@@ -204,12 +205,12 @@ static void test_aws_example(void)
 
 	/* missing final CRLF is tolerated; extra bytes are not */
 	{
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len - 2, 0), SIGV4_OK);
 		chunked_free(d);
 		free(s.buf);
-		s = (sink){0};
+		s = (sink){ 0 };
 		d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		CHECK_ST(chunked_feed(d, b.p, b.len), SIGV4_OK);
 		CHECK_ST(chunked_feed(d, "x", 1), SIGV4_INVALID_REQUEST);
@@ -219,11 +220,11 @@ static void test_aws_example(void)
 	}
 
 	/* tampering: one data byte in each chunk, a signature, the seed */
-	size_t flips[] = {100, 40000, 65536 + 86 + 2 + 90, 65536 + 86 + 2 + 85 + 1023};
+	size_t flips[] = { 100, 40000, 65536 + 86 + 2 + 90, 65536 + 86 + 2 + 85 + 1023 };
 	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
 		body t = aws_body(SIG1, SIG2, SIG3, 0);
 		t.p[flips[i]] ^= 0x01;
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		int st = feed_all(d, t.p, t.len, 0);
 		CHECK(st == SIGV4_SIGNATURE_MISMATCH || st == SIGV4_INVALID_REQUEST);
@@ -236,13 +237,13 @@ static void test_aws_example(void)
 	}
 	{
 		body t = aws_body(SIG1, SIG3, SIG2, 0); /* signatures swapped */
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		CHECK_ST(feed_all(d, t.p, t.len, 0), SIGV4_SIGNATURE_MISMATCH);
 		chunked_free(d);
 		free(s.buf);
 		free(t.p);
-		s = (sink){0};
+		s = (sink){ 0 };
 		d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SIG1, &s, 66560, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_SIGNATURE_MISMATCH);
 		chunked_free(d);
@@ -252,7 +253,7 @@ static void test_aws_example(void)
 	/* truncation anywhere -> IncompleteBody at finish */
 	int all_incomplete = 1;
 	for (size_t cut = 0; cut < b.len - 2; cut += (cut < 200 || cut > b.len - 200) ? 1 : 997) {
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		int st = feed_all(d, b.p, cut, 0);
 		if (st != SIGV4_INCOMPLETE_BODY) {
@@ -266,17 +267,17 @@ static void test_aws_example(void)
 
 	/* decoded length mismatch */
 	{
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66561, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_INCOMPLETE_BODY);
 		chunked_free(d);
 		free(s.buf);
-		s = (sink){0};
+		s = (sink){ 0 };
 		d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66000, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_INVALID_ARGUMENT);
 		chunked_free(d);
 		free(s.buf);
-		s = (sink){0};
+		s = (sink){ 0 };
 		d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, -1, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_OK);
 		chunked_free(d);
@@ -285,7 +286,7 @@ static void test_aws_example(void)
 
 	/* the receiver aborts */
 	{
-		sink s = {.abort_after = 1000};
+		sink s = { .abort_after = 1000 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED, SEED, &s, 66560, NULL);
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_ABORTED);
 		CHECK(sigv4_status_http(SIGV4_ABORTED) == 500);
@@ -298,9 +299,9 @@ static void test_aws_example(void)
 static void test_aws_trailer_example(void)
 {
 	body b = aws_body(TSIG1, TSIG2, TSIG3, 1);
-	size_t pieces[] = {0, 1, 5, 64, 66560};
+	size_t pieces[] = { 0, 1, 5, 64, 66560 };
 	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER, TSEED, &s, 66560,
 					"x-amz-checksum-crc32c");
 		CHECK(d != NULL);
@@ -312,14 +313,15 @@ static void test_aws_trailer_example(void)
 		CHECK(chunked_trailer_get(d, "X-Amz-Checksum-CRC32C") &&
 		      strcmp(chunked_trailer_get(d, "x-amz-checksum-crc32c"), "sOO8/Q==") == 0);
 		const char *n = NULL, *v = NULL;
-		CHECK(chunked_trailer_at(d, 0, &n, &v) == 0 && strcmp(n, "x-amz-checksum-crc32c") == 0);
+		CHECK(chunked_trailer_at(d, 0, &n, &v) == 0 &&
+		      strcmp(n, "x-amz-checksum-crc32c") == 0);
 		CHECK(chunked_trailer_at(d, 1, &n, &v) == -1);
 		chunked_free(d);
 		free(s.buf);
 	}
 	/* without the final CRLFs (as some SDKs send it) */
 	{
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER, TSEED, &s, 66560,
 					"x-amz-checksum-crc32c");
 		CHECK_ST(feed_all(d, b.p, b.len - 4, 0), SIGV4_OK);
@@ -328,8 +330,8 @@ static void test_aws_trailer_example(void)
 	}
 	/* trailer signature and value tampering */
 	const char *muts[][2] = {
-		{"sOO8/Q==", "sOO8/R=="},
-		{"x-amz-trailer-signature:d81f", "x-amz-trailer-signature:d81e"},
+		{ "sOO8/Q==", "sOO8/R==" },
+		{ "x-amz-trailer-signature:d81f", "x-amz-trailer-signature:d81e" },
 	};
 	for (size_t i = 0; i < 2; i++) {
 		body t = aws_body(TSIG1, TSIG2, TSIG3, 1);
@@ -337,7 +339,7 @@ static void test_aws_trailer_example(void)
 		CHECK(pos != NULL);
 		if (pos)
 			memcpy(pos, muts[i][1], strlen(muts[i][1]));
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER, TSEED, &s, 66560,
 					"x-amz-checksum-crc32c");
 		CHECK_ST(feed_all(d, t.p, t.len, 0), SIGV4_SIGNATURE_MISMATCH);
@@ -347,7 +349,7 @@ static void test_aws_trailer_example(void)
 	}
 	/* trailer not declared / signature missing */
 	{
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER, TSEED, &s, 66560,
 					"x-amz-checksum-crc32");
 		CHECK_ST(feed_all(d, b.p, b.len, 0), SIGV4_INVALID_REQUEST);
@@ -355,7 +357,7 @@ static void test_aws_trailer_example(void)
 		free(s.buf);
 		body t = aws_body(TSIG1, TSIG2, TSIG3, 0);
 		b_str(&t, ""); /* "0;sig\r\n\r\n": no trailers, no trailer signature */
-		s = (sink){0};
+		s = (sink){ 0 };
 		d = new_signed(SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER, TSEED, &s, 66560, NULL);
 		CHECK_ST(feed_all(d, t.p, t.len, 0), SIGV4_SIGNATURE_MISMATCH);
 		chunked_free(d);
@@ -369,7 +371,7 @@ static void test_aws_trailer_example(void)
 
 static body unsigned_body(const unsigned char *data, size_t len, size_t chunk, const char *trailers)
 {
-	body b = {0};
+	body b = { 0 };
 	for (size_t off = 0; off < len; off += chunk) {
 		size_t n = len - off < chunk ? len - off : chunk;
 		char hdr[32];
@@ -387,12 +389,12 @@ static body unsigned_body(const unsigned char *data, size_t len, size_t chunk, c
 static int run_unsigned(const char *raw, size_t len, const char *trailer_decl, int64_t dlen,
 			sink *s)
 {
-	chunked_opts o = {.mode = SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER,
-			  .decoded_length = dlen,
-			  .trailer = trailer_decl,
-			  .verify_checksum = 1,
-			  .out = sink_out,
-			  .out_ctx = s};
+	chunked_opts o = { .mode = SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER,
+			   .decoded_length = dlen,
+			   .trailer = trailer_decl,
+			   .verify_checksum = 1,
+			   .out = sink_out,
+			   .out_ctx = s };
 	chunked *d = NULL;
 	int st = chunked_new(&o, &d);
 	if (st)
@@ -408,8 +410,8 @@ static void test_unsigned(void)
 	unsigned char *data = malloc(n);
 	for (size_t i = 0; i < n; i++)
 		data[i] = (unsigned char)rnd();
-	int algos[] = {CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME, CHECKSUM_SHA1,
-		       CHECKSUM_SHA256};
+	int algos[] = { CHECKSUM_CRC32, CHECKSUM_CRC32C, CHECKSUM_CRC64NVME, CHECKSUM_SHA1,
+			CHECKSUM_SHA256 };
 	for (size_t i = 0; i < 5; i++) {
 		checksum c;
 		char b64[CHECKSUM_B64_MAX], tr[128];
@@ -419,7 +421,7 @@ static void test_unsigned(void)
 		const char *hn = checksum_header_name(algos[i]);
 		snprintf(tr, sizeof(tr), "%s:%s\r\n", hn, b64);
 		body b = unsigned_body(data, n, 65536, tr);
-		sink s = {0};
+		sink s = { 0 };
 		CHECK_ST(run_unsigned(b.p, b.len, hn, (int64_t)n, &s), SIGV4_OK);
 		CHECK(s.len == n && memcmp(s.buf, data, n) == 0);
 		free(s.buf);
@@ -428,7 +430,7 @@ static void test_unsigned(void)
 		/* wrong but well-formed checksum -> BadDigest */
 		data[7] ^= 1;
 		b = unsigned_body(data, n, 8192, tr);
-		s = (sink){0};
+		s = (sink){ 0 };
 		CHECK_ST(run_unsigned(b.p, b.len, hn, (int64_t)n, &s), SIGV4_BAD_DIGEST);
 		data[7] ^= 1;
 		free(s.buf);
@@ -436,7 +438,7 @@ static void test_unsigned(void)
 	}
 	/* malformed checksum value, undeclared trailer, spaces after ':' */
 	body b = unsigned_body(data, 10, 10, "x-amz-checksum-crc32:notbase64\r\n");
-	sink s = {0};
+	sink s = { 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, "x-amz-checksum-crc32", 10, &s), SIGV4_INVALID_REQUEST);
 	free(s.buf);
 	free(b.p);
@@ -447,37 +449,38 @@ static void test_unsigned(void)
 	checksum_final_base64(&c, b64);
 	snprintf(tr, sizeof(tr), "x-amz-checksum-crc32:  %s \r\n", b64);
 	b = unsigned_body(data, 10, 3, tr);
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, "x-amz-checksum-crc32", 10, &s), SIGV4_OK);
 	free(s.buf);
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, NULL, 10, &s), SIGV4_INVALID_REQUEST);
 	free(s.buf);
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, "x-amz-checksum-crc32c", 10, &s), SIGV4_INVALID_REQUEST);
 	free(s.buf);
 	/* declared trailer never sent */
 	free(b.p);
 	b = unsigned_body(data, 10, 3, "");
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, "x-amz-checksum-crc32", 10, &s), SIGV4_INVALID_REQUEST);
 	free(s.buf);
 	/* no trailer at all, none declared */
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, NULL, 10, &s), SIGV4_OK);
 	CHECK(s.len == 10);
 	free(s.buf);
 	/* ...and without the final empty line */
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned(b.p, b.len - 2, NULL, 10, &s), SIGV4_OK);
 	free(s.buf);
 	/* truncated with a declared trailer: incomplete */
-	s = (sink){0};
-	CHECK_ST(run_unsigned(b.p, b.len - 2, "x-amz-checksum-crc32", 10, &s), SIGV4_INCOMPLETE_BODY);
+	s = (sink){ 0 };
+	CHECK_ST(run_unsigned(b.p, b.len - 2, "x-amz-checksum-crc32", 10, &s),
+		 SIGV4_INCOMPLETE_BODY);
 	free(s.buf);
 	free(b.p);
 	/* unknown checksum in the declaration when verifying */
-	s = (sink){0};
+	s = (sink){ 0 };
 	CHECK_ST(run_unsigned("0\r\n\r\n", 5, "x-amz-checksum-md5", 0, &s),
 		 SIGV4_INVALID_ARGUMENT + 1000);
 	free(data);
@@ -491,32 +494,32 @@ static void test_malformed(void)
 		const char *body;
 		int want;
 	} cases[] = {
-		{"zz\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"-1\r\n", SIGV4_INVALID_REQUEST},
-		{"+3\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"\r\n", SIGV4_INVALID_REQUEST},
-		{"ffffffffffffffffff\r\n", SIGV4_INVALID_ARGUMENT},
-		{"10000000001\r\n", SIGV4_INVALID_ARGUMENT},
-		{"3\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nabcd\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nabc\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3;chunk-signature=00\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3 \r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nabc\r\n0\r\n\r\nextra", SIGV4_INVALID_REQUEST},
-		{"3\r\nabc\r\n0\r\nno-colon\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nabc\r\n0\r\n:v\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nabc\r\n0\r\nx-amz-trailer-signature:abc\r\n\r\n", SIGV4_INVALID_REQUEST},
-		{"3\r\nab", SIGV4_INCOMPLETE_BODY},
-		{"3\r\nabc\r", SIGV4_INCOMPLETE_BODY},
-		{"3\r\nabc\r\n", SIGV4_INCOMPLETE_BODY},
-		{"", SIGV4_INCOMPLETE_BODY},
-		{"3\r\nabc\r\n0\r\n\r\n", SIGV4_OK},
-		{"3\r\nabc\r\n0\r\n", SIGV4_OK},
-		{"3\r\na\r\n\r\n0\r\n\r\n", SIGV4_OK},
-		{"A\r\n0123456789\r\n0\r\n\r\n", SIGV4_OK},
+		{ "zz\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "-1\r\n", SIGV4_INVALID_REQUEST },
+		{ "+3\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "\r\n", SIGV4_INVALID_REQUEST },
+		{ "ffffffffffffffffff\r\n", SIGV4_INVALID_ARGUMENT },
+		{ "10000000001\r\n", SIGV4_INVALID_ARGUMENT },
+		{ "3\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabcd\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabc\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3;chunk-signature=00\r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3 \r\nabc\r\n0\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabc\r\n0\r\n\r\nextra", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabc\r\n0\r\nno-colon\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabc\r\n0\r\n:v\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nabc\r\n0\r\nx-amz-trailer-signature:abc\r\n\r\n", SIGV4_INVALID_REQUEST },
+		{ "3\r\nab", SIGV4_INCOMPLETE_BODY },
+		{ "3\r\nabc\r", SIGV4_INCOMPLETE_BODY },
+		{ "3\r\nabc\r\n", SIGV4_INCOMPLETE_BODY },
+		{ "", SIGV4_INCOMPLETE_BODY },
+		{ "3\r\nabc\r\n0\r\n\r\n", SIGV4_OK },
+		{ "3\r\nabc\r\n0\r\n", SIGV4_OK },
+		{ "3\r\na\r\n\r\n0\r\n\r\n", SIGV4_OK },
+		{ "A\r\n0123456789\r\n0\r\n\r\n", SIGV4_OK },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		sink s = {0};
+		sink s = { 0 };
 		int st = run_unsigned(cases[i].body, strlen(cases[i].body), NULL, -1, &s);
 		if (st != cases[i].want)
 			fprintf(stderr, "case %zu: %s\n", i, cases[i].body);
@@ -524,14 +527,14 @@ static void test_malformed(void)
 		free(s.buf);
 	}
 	/* over-long header line and over-large trailers */
-	body b = {0};
+	body b = { 0 };
 	for (int i = 0; i < CHUNKED_MAX_LINE + 10; i++)
 		b_str(&b, "0");
 	b_str(&b, "3\r\nabc\r\n0\r\n\r\n");
-	sink s = {0};
+	sink s = { 0 };
 	CHECK_ST(run_unsigned(b.p, b.len, NULL, -1, &s), SIGV4_INVALID_REQUEST);
 	free(b.p);
-	b = (body){0};
+	b = (body){ 0 };
 	b_str(&b, "0\r\n");
 	for (int i = 0; i < 40; i++) {
 		char line[300];
@@ -545,12 +548,12 @@ static void test_malformed(void)
 
 	/* bad options */
 	chunked *d = NULL;
-	chunked_opts o = {.mode = SIGV4_PAYLOAD_HASH, .out = sink_out};
+	chunked_opts o = { .mode = SIGV4_PAYLOAD_HASH, .out = sink_out };
 	CHECK_ST(chunked_new(&o, &d), SIGV4_INVALID_ARGUMENT);
 	o.mode = SIGV4_PAYLOAD_STREAMING_SIGNED;
 	CHECK_ST(chunked_new(&o, &d), SIGV4_INVALID_ARGUMENT); /* no key */
 	CHECK(d == NULL);
-	sigv4_auth a = {0};
+	sigv4_auth a = { 0 };
 	a.status = SIGV4_OK;
 	a.payload_mode = SIGV4_PAYLOAD_UNSIGNED;
 	CHECK_ST(chunked_new_from_auth(&a, sink_out, &s, &d), SIGV4_INVALID_ARGUMENT);
@@ -586,25 +589,33 @@ static void test_flow(void)
 	char dl[32];
 	snprintf(dl, sizeof(dl), "%zu", n);
 	sigv4_header h[7] = {
-		{"Host", "127.0.0.1:9000"},
-		{"X-Amz-Date", amz},
-		{"X-Amz-Content-SHA256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"},
-		{"X-Amz-Decoded-Content-Length", dl},
-		{"X-Amz-Trailer", "x-amz-checksum-crc64nvme"},
-		{"Content-Encoding", "aws-chunked"},
-		{"Authorization", NULL},
+		{ "Host", "127.0.0.1:9000" },
+		{ "X-Amz-Date", amz },
+		{ "X-Amz-Content-SHA256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" },
+		{ "X-Amz-Decoded-Content-Length", dl },
+		{ "X-Amz-Trailer", "x-amz-checksum-crc64nvme" },
+		{ "Content-Encoding", "aws-chunked" },
+		{ "Authorization", NULL },
 	};
 	char authz[600], seed[65];
-	sigv4_sign_params p = {.method = "PUT", .raw_path = "/bucket/big%20file.bin", .headers = h,
-			       .n_headers = 6, .access_key = "AKIAIOSFODNN7EXAMPLE",
-			       .secret = SECRET, .region = "eu-central-1", .amz_date = amz,
-			       .payload_hash = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"};
+	sigv4_sign_params p = { .method = "PUT",
+				.raw_path = "/bucket/big%20file.bin",
+				.headers = h,
+				.n_headers = 6,
+				.access_key = "AKIAIOSFODNN7EXAMPLE",
+				.secret = SECRET,
+				.region = "eu-central-1",
+				.amz_date = amz,
+				.payload_hash = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" };
 	CHECK(sigv4_sign(&p, authz, sizeof(authz), seed) == 0);
 	h[6].value = authz;
 
-	sigv4_config cfg = {.lookup = lookup};
-	sigv4_request r = {.method = "PUT", .raw_path = "/bucket/big%20file.bin", .headers = h,
-			   .n_headers = 7, .now = now + 5};
+	sigv4_config cfg = { .lookup = lookup };
+	sigv4_request r = { .method = "PUT",
+			    .raw_path = "/bucket/big%20file.bin",
+			    .headers = h,
+			    .n_headers = 7,
+			    .now = now + 5 };
 	sigv4_auth a;
 	CHECK_ST(sigv4_verify(&cfg, &r, &a), SIGV4_OK);
 	CHECK(a.payload_mode == SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER);
@@ -618,7 +629,7 @@ static void test_flow(void)
 	char scope[64];
 	snprintf(scope, sizeof(scope), "%.8s/eu-central-1/s3/aws4_request", amz);
 	CHECK(strcmp(scope, a.scope) == 0);
-	body b = {0};
+	body b = { 0 };
 	char prev[65], sig[65];
 	memcpy(prev, seed, 65);
 	for (size_t off = 0;; off += 65536) {
@@ -644,7 +655,7 @@ static void test_flow(void)
 	b_str(&b, "\r\n\r\n");
 
 	for (int round = 0; round < 3; round++) {
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d = NULL;
 		CHECK_ST(chunked_new_from_auth(&a, sink_out, &s, &d), SIGV4_OK);
 		if (!d)
@@ -680,15 +691,19 @@ static void test_garbage(void)
 		size_t n = rnd() % sizeof(buf);
 		for (size_t k = 0; k < n; k++)
 			buf[k] = (i & 1) ? (char)rnd() : alpha[rnd() % al];
-		int modes[] = {SIGV4_PAYLOAD_STREAMING_SIGNED, SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER,
-			       SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER};
+		int modes[] = { SIGV4_PAYLOAD_STREAMING_SIGNED,
+				SIGV4_PAYLOAD_STREAMING_SIGNED_TRAILER,
+				SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER };
 		int mode = modes[i % 3];
-		sink s = {0};
+		sink s = { 0 };
 		chunked *d;
 		if (mode == SIGV4_PAYLOAD_STREAMING_UNSIGNED_TRAILER) {
-			chunked_opts o = {.mode = mode, .decoded_length = -1,
-					  .trailer = "x-amz-checksum-crc32", .verify_checksum = 1,
-					  .out = sink_out, .out_ctx = &s};
+			chunked_opts o = { .mode = mode,
+					   .decoded_length = -1,
+					   .trailer = "x-amz-checksum-crc32",
+					   .verify_checksum = 1,
+					   .out = sink_out,
+					   .out_ctx = &s };
 			if (chunked_new(&o, &d) != SIGV4_OK)
 				d = NULL;
 		} else {

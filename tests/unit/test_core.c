@@ -247,7 +247,8 @@ static void test_pipeline(void)
 			      memcmp(buf, data[k] + off, n) == 0);
 		}
 		uint64_t jumps[] = { 3 * (uint64_t)CORE_CHUNK_SIZE, CORE_CHUNK_SIZE,
-				     4 * (uint64_t)CORE_CHUNK_SIZE + 5, 0, 2 * (uint64_t)CORE_CHUNK_SIZE };
+				     4 * (uint64_t)CORE_CHUNK_SIZE + 5, 0,
+				     2 * (uint64_t)CORE_CHUNK_SIZE };
 		for (size_t j = 0; j < sizeof(jumps) / sizeof(jumps[0]); j++) {
 			CHECK(core_read_at(r, buf, piece, jumps[j], NULL) == (ssize_t)piece &&
 			      memcmp(buf, data[k] + jumps[j], piece) == 0);
@@ -324,8 +325,9 @@ static void test_versioning(void)
 	char *km = NULL, *vm = NULL;
 	int pages = 0;
 	for (;;) {
-		core_list_opts p = { .versions = 1, .max_keys = 1, .start_after = km,
-				     .version_marker = vm };
+		core_list_opts p = {
+			.versions = 1, .max_keys = 1, .start_after = km, .version_marker = vm
+		};
 		CHECK_OK(core_list(C, "vers", &p, &lr, NULL));
 		pages += lr.nobjs;
 		free(km);
@@ -430,8 +432,8 @@ static void test_copy_rename(void)
 
 static void test_listing(void)
 {
-	const char *keys[] = { "l/a", "l/b/1", "l/b/2", "l/c", "l/d/x/y", "l/\xc3\xa9", "l/z",
-			       "l/~", "l/b+c", "l/b c" };
+	const char *keys[] = { "l/a",	     "l/b/1", "l/b/2", "l/c",	"l/d/x/y",
+			       "l/\xc3\xa9", "l/z",   "l/~",   "l/b+c", "l/b c" };
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		CHECK_OK(put_str("alpha", keys[i], "x"));
 	core_list_opts o = { .prefix = "l/", .delimiter = "/", .max_keys = 1000 };
@@ -453,8 +455,9 @@ static void test_listing(void)
 	int seen = 0, rounds = 0;
 	char *m = NULL;
 	for (;;) {
-		core_list_opts p = { .prefix = "l/", .delimiter = "/", .max_keys = 2,
-				     .start_after = m };
+		core_list_opts p = {
+			.prefix = "l/", .delimiter = "/", .max_keys = 2, .start_after = m
+		};
 		CHECK_OK(core_list(C, "alpha", &p, &r, NULL));
 		seen += (int)(r.nobjs + r.nprefixes);
 		CHECK(r.nobjs + r.nprefixes <= 2);
@@ -517,8 +520,8 @@ static void test_name_stat(void)
 	CHECK_OK(core_name_stat(C, "many", "bi", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
 	CHECK(!ni.is_dir && !ni.is_file); /* "big/..." is not under "bi/" */
 	core_name_info_clear(&ni);
-	CHECK_OK(core_name_stat(C, "many", "big/000123", CORE_NAME_FILE | CORE_NAME_DIR, &ni,
-				NULL));
+	CHECK_OK(
+		core_name_stat(C, "many", "big/000123", CORE_NAME_FILE | CORE_NAME_DIR, &ni, NULL));
 	CHECK(ni.is_file && !ni.is_dir && ni.file.size == 0 &&
 	      strcmp(ni.file.key, "big/000123") == 0);
 	core_name_info_clear(&ni);
@@ -739,7 +742,9 @@ static char *snapshot(void)
 	for (size_t i = 0; i < nb; i++) {
 		char *km = NULL, *vm = NULL;
 		for (;;) {
-			core_list_opts o = { .versions = 1, .max_keys = 1000, .start_after = km,
+			core_list_opts o = { .versions = 1,
+					     .max_keys = 1000,
+					     .start_after = km,
 					     .version_marker = vm };
 			core_list_result r;
 			if (core_list(C, bl[i].name, &o, &r, NULL) < 0)
@@ -876,7 +881,8 @@ static void test_crash_and_faults(void)
 	 * unless its journal record made it (then it is complete) */
 	core_close(C);
 	C = NULL;
-	store_io_fault_cfg fs = { .enospc_after_bytes = -1, .eio_after_writes = -1,
+	store_io_fault_cfg fs = { .enospc_after_bytes = -1,
+				  .eio_after_writes = -1,
 				  .fail_fsync = 1 };
 	f = store_io_fault_new(&fs);
 	o.io = store_io_fault_io(f);

@@ -90,9 +90,10 @@ static char *listing(core *c)
 		if (core_list(c, bl[b].name, &o, &r, NULL) < 0)
 			continue;
 		for (size_t i = 0; i < r.nobjs; i++)
-			len += (size_t)snprintf(s + len, (1 << 16) - len, "%s/%s %s %s %" PRIu64 "\n",
-						bl[b].name, r.objs[i].key, r.objs[i].version_id,
-						r.objs[i].etag, r.objs[i].size);
+			len += (size_t)snprintf(s + len, (1 << 16) - len,
+						"%s/%s %s %s %" PRIu64 "\n", bl[b].name,
+						r.objs[i].key, r.objs[i].version_id, r.objs[i].etag,
+						r.objs[i].size);
 		core_list_result_clear(&r);
 	}
 	free(bl);
@@ -170,7 +171,8 @@ static void test_scrub(void)
 	/* even before scrub, a read of the damaged chunk fails: never wrong bytes */
 	CHECK(check_obj("maint", "c", 9u << 20, 3) == SL_ECORRUPT);
 	CHECK_OK(core_scrub(C, 0, &sr, NULL, NULL, NULL));
-	CHECK(sr.damaged == 1 && sr.damaged_versions == 1 && strcmp(sr.first_damaged, "maint/c") == 0);
+	CHECK(sr.damaged == 1 && sr.damaged_versions == 1 &&
+	      strcmp(sr.first_damaged, "maint/c") == 0);
 	sl_err err = { 0 };
 	core_reader *r;
 	int rc = core_get_open(C, "maint", "c", NULL, &oi, &r, &err);
@@ -224,8 +226,9 @@ static void test_gc(void)
 	CHECK(run.deleted_segments >= 2);
 	CHECK(after + (40u << 20) < before + (uint64_t)writer_count * 70000);
 	CHECK(writer_errors == 0 && writer_count > 0);
-	fprintf(stderr, "gc: %" PRIu64 " -> %" PRIu64 " bytes, %" PRIu64 " segments deleted, %"
-			PRIu64 " chunks moved, %d concurrent puts\n",
+	fprintf(stderr,
+		"gc: %" PRIu64 " -> %" PRIu64 " bytes, %" PRIu64 " segments deleted, %" PRIu64
+		" chunks moved, %d concurrent puts\n",
 		before, after, run.deleted_segments, run.moved_chunks, writer_count);
 	CHECK(check_obj("maint", "a", 9u << 20, 1) == 0);
 	CHECK(check_obj("maint", "g5", 9u << 20, 15) == 0);

@@ -134,14 +134,18 @@ static void test_metrics(void)
 	if (txt) {
 		CHECK(strstr(txt, "seglake_requests_total{op=\"GetObject\",status=\"200\"} 2\n"));
 		CHECK(strstr(txt, "seglake_requests_total{op=\"GetObject\",status=\"404\"} 1\n"));
-		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"GetObject\",le=\"0.005\"} 2\n"));
-		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"GetObject\",le=\"+Inf\"} 3\n"));
-		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"PutObject\",le=\"30\"} 0\n"));
+		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"GetObject\",le=\"0."
+				  "005\"} 2\n"));
+		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"GetObject\",le=\"+"
+				  "Inf\"} 3\n"));
+		CHECK(strstr(txt, "seglake_request_duration_seconds_bucket{op=\"PutObject\",le="
+				  "\"30\"} 0\n"));
 		CHECK(strstr(txt, "seglake_request_duration_seconds_count{op=\"PutObject\"} 1\n"));
 		CHECK(strstr(txt, "seglake_sent_bytes_total{op=\"GetObject\"} 1500\n"));
 		CHECK(strstr(txt, "seglake_received_bytes_total{op=\"PutObject\"} 4096\n"));
 		CHECK(strstr(txt, "seglake_requests_in_flight 1\n"));
-		CHECK(strstr(txt, "seglake_auth_failures_total{reason=\"SignatureDoesNotMatch\"} 2\n"));
+		CHECK(strstr(txt, "seglake_auth_failures_total{reason=\"SignatureDoesNotMatch\"} "
+				  "2\n"));
 		CHECK(strstr(txt, "seglake_rate_limited_total{limit=\"auth_ip\"} 1\n"));
 		CHECK(strstr(txt, "seglake_scrub_damaged_chunks 1\n"));
 		CHECK(strstr(txt, "op=\"bad_op_\"")); /* label sanitised */
@@ -170,12 +174,20 @@ static void test_accesslog(void)
 	char q[256];
 	ops_redact_query("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abcdef0123&list-type=2",
 			 q, sizeof(q));
-	CHECK(strcmp(q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=REDACTED&list-type=2") == 0);
+	CHECK(strcmp(q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=REDACTED&list-type=2") ==
+	      0);
 	ops_redact_query("x-amz-security-token=tok&a", q, sizeof(q));
 	CHECK(strcmp(q, "x-amz-security-token=REDACTED&a") == 0);
-	ops_access a = { .request_id = "R1", .remote = "10.0.0.1", .key_id = NULL, .op = "GetObject",
-			 .bucket = "b", .key = "k\"x", .query = "X-Amz-Signature=secret", .status = 200,
-			 .bytes_out = 12, .duration_ms = 1.5 };
+	ops_access a = { .request_id = "R1",
+			 .remote = "10.0.0.1",
+			 .key_id = NULL,
+			 .op = "GetObject",
+			 .bucket = "b",
+			 .key = "k\"x",
+			 .query = "X-Amz-Signature=secret",
+			 .status = 200,
+			 .bytes_out = 12,
+			 .duration_ms = 1.5 };
 	char *line = ops_access_line(&a);
 	CHECK(line != NULL);
 	if (line) {

@@ -60,7 +60,8 @@ static void test_malformed(void)
 	CHECK(parse_fails("{\"Version\":\"2020-01-01\",\"Statement\":{\"Effect\":\"Allow\","
 			  "\"Action\":\"s3:GetObject\",\"Resource\":\"*\"}}",
 			  NULL, "Version"));
-	CHECK(parse_fails("{\"Foo\":1,\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\","
+	CHECK(parse_fails("{\"Foo\":1,\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:"
+			  "GetObject\","
 			  "\"Resource\":\"*\"}}",
 			  NULL, "Foo"));
 	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Permit\",\"Action\":\"s3:GetObject\","
@@ -72,8 +73,8 @@ static void test_malformed(void)
 	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\","
 			  "\"NotResource\":\"*\"}}",
 			  NULL, "NotResource"));
-	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\"}}", NULL,
-			  "Resource"));
+	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\"}}",
+			  NULL, "Resource"));
 	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Allow\",\"Resource\":\"*\"}}", NULL,
 			  "Action"));
 	CHECK(parse_fails("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:FlyToMoon\","
@@ -156,21 +157,22 @@ static void test_malformed(void)
 
 static void test_actions_resources(void)
 {
-	policy *p = parse_ok(
-		"{\"Version\":\"2012-10-17\",\"Statement\":["
-		"{\"Effect\":\"Allow\",\"Action\":[\"s3:Get*\",\"s3:ListBucket\"],"
-		" \"Resource\":[\"arn:aws:s3:::photos\",\"arn:aws:s3:::photos/*\"]},"
-		"{\"Sid\":\"w\",\"Effect\":\"Allow\",\"Action\":\"s3:PutObject\","
-		" \"Resource\":\"arn:aws:s3:::photos/uploads/?" "?/*\"}]}",
-		NULL);
+	policy *p = parse_ok("{\"Version\":\"2012-10-17\",\"Statement\":["
+			     "{\"Effect\":\"Allow\",\"Action\":[\"s3:Get*\",\"s3:ListBucket\"],"
+			     " \"Resource\":[\"arn:aws:s3:::photos\",\"arn:aws:s3:::photos/*\"]},"
+			     "{\"Sid\":\"w\",\"Effect\":\"Allow\",\"Action\":\"s3:PutObject\","
+			     " \"Resource\":\"arn:aws:s3:::photos/uploads/?"
+			     "?/*\"}]}",
+			     NULL);
 	struct {
 		const char *action, *resource;
 		int want;
 	} m[] = {
 		{ "s3:GetObject", "arn:aws:s3:::photos/a.jpg", POLICY_ALLOW },
-		{ "s3:getobject", "arn:aws:s3:::photos/a.jpg", POLICY_ALLOW }, /* actions: no case */
+		{ "s3:getobject", "arn:aws:s3:::photos/a.jpg", POLICY_ALLOW }, /* actions: no case
+										*/
 		{ "s3:GetObjectVersion", "arn:aws:s3:::photos/x/y", POLICY_ALLOW },
-		{ "s3:GetObject", "arn:aws:s3:::Photos/a.jpg", POLICY_NONE },  /* ARNs: case */
+		{ "s3:GetObject", "arn:aws:s3:::Photos/a.jpg", POLICY_NONE }, /* ARNs: case */
 		{ "s3:GetObject", "arn:aws:s3:::photos2/a.jpg", POLICY_NONE },
 		{ "s3:ListBucket", "arn:aws:s3:::photos", POLICY_ALLOW },
 		{ "s3:ListBucket", "arn:aws:s3:::other", POLICY_NONE },
@@ -205,8 +207,10 @@ static void test_deny_wins(void)
 	c.resource = "arn:aws:s3:::b1/other";
 	CHECK(policy_decide(0, id, NULL, &c) == POLICY_ALLOW);
 	/* a bucket policy deny overrides an identity allow, and vice versa */
-	policy *bp = parse_ok("{\"Statement\":[{\"Effect\":\"Deny\",\"Principal\":{\"AWS\":[\"K\"]},"
-			      "\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::b1/secret*\"},"
+	policy *bp = parse_ok("{\"Statement\":[{\"Effect\":\"Deny\",\"Principal\":{\"AWS\":[\"K\"]}"
+			      ","
+			      "\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::b1/"
+			      "secret*\"},"
 			      "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"*\"},"
 			      "\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::b1/*\"}]}",
 			      "b1");
@@ -232,7 +236,8 @@ static void test_anonymous(void)
 			      "\"arn:aws:s3:::pub/*\"]}}",
 			      "pub");
 	policy *keyonly = parse_ok("{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":"
-				   "\"arn:aws:iam::123456789012:user/KEY9\"},\"Action\":\"s3:GetObject\","
+				   "\"arn:aws:iam::123456789012:user/"
+				   "KEY9\"},\"Action\":\"s3:GetObject\","
 				   "\"Resource\":\"arn:aws:s3:::pub/*\"}}",
 				   "pub");
 	policy_ctx c = ctx("s3:GetObject", "arn:aws:s3:::pub/x", NULL);
@@ -249,7 +254,8 @@ static void test_anonymous(void)
 	c.action = "s3:ListAllMyBuckets";
 	c.resource = "arn:aws:s3:::pub";
 	CHECK(policy_decide(0, NULL, bp, &c) == POLICY_NONE);
-	CHECK(policy_decide(1, NULL, bp, &c) == POLICY_NONE); /* root flag means nothing anonymously */
+	CHECK(policy_decide(1, NULL, bp, &c) == POLICY_NONE); /* root flag means nothing anonymously
+							       */
 	/* no bucket policy: nothing */
 	c.action = "s3:GetObject";
 	c.resource = "arn:aws:s3:::pub/x";
@@ -260,24 +266,31 @@ static void test_anonymous(void)
 
 static void test_conditions(void)
 {
-	policy *p = parse_ok(
-		"{\"Statement\":["
-		"{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\","
-		" \"Condition\":{\"IpAddress\":{\"aws:SourceIp\":[\"10.0.0.0/8\",\"2001:db8::/32\"]}}},"
-		"{\"Effect\":\"Deny\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\","
-		" \"Condition\":{\"IpAddress\":{\"aws:SourceIp\":\"10.9.0.0/16\"}}},"
-		"{\"Effect\":\"Allow\",\"Action\":\"s3:PutObject\",\"Resource\":\"*\","
-		" \"Condition\":{\"Bool\":{\"aws:SecureTransport\":true}}},"
-		"{\"Effect\":\"Allow\",\"Action\":\"s3:DeleteObject\",\"Resource\":\"*\","
-		" \"Condition\":{\"DateGreaterThan\":{\"aws:CurrentTime\":\"2023-01-01T00:00:00Z\"},"
-		"                \"DateLessThan\":{\"aws:CurrentTime\":\"2024-01-01T00:00:00Z\"}}},"
-		"{\"Effect\":\"Allow\",\"Action\":\"s3:ListBucket\",\"Resource\":\"*\","
-		" \"Condition\":{\"StringLike\":{\"s3:prefix\":[\"home/alice/*\",\"\"]},"
-		"                \"StringEquals\":{\"s3:delimiter\":\"/\"}}},"
-		"{\"Effect\":\"Allow\",\"Action\":\"s3:ListBucketVersions\",\"Resource\":\"*\","
-		" \"Condition\":{\"NotIpAddress\":{\"aws:SourceIp\":\"192.168.0.0/16\"},"
-		"                \"StringNotLike\":{\"s3:prefix\":\"private/*\"}}}]}",
-		NULL);
+	policy *p = parse_ok("{\"Statement\":["
+			     "{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\","
+			     " \"Condition\":{\"IpAddress\":{\"aws:SourceIp\":[\"10.0.0.0/"
+			     "8\",\"2001:db8::/32\"]}}},"
+			     "{\"Effect\":\"Deny\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\","
+			     " \"Condition\":{\"IpAddress\":{\"aws:SourceIp\":\"10.9.0.0/16\"}}},"
+			     "{\"Effect\":\"Allow\",\"Action\":\"s3:PutObject\",\"Resource\":\"*\","
+			     " \"Condition\":{\"Bool\":{\"aws:SecureTransport\":true}}},"
+			     "{\"Effect\":\"Allow\",\"Action\":\"s3:DeleteObject\",\"Resource\":\"*"
+			     "\","
+			     " \"Condition\":{\"DateGreaterThan\":{\"aws:CurrentTime\":\"2023-01-"
+			     "01T00:00:00Z\"},"
+			     "                "
+			     "\"DateLessThan\":{\"aws:CurrentTime\":\"2024-01-01T00:00:00Z\"}}},"
+			     "{\"Effect\":\"Allow\",\"Action\":\"s3:ListBucket\",\"Resource\":\"*"
+			     "\","
+			     " \"Condition\":{\"StringLike\":{\"s3:prefix\":[\"home/alice/"
+			     "*\",\"\"]},"
+			     "                \"StringEquals\":{\"s3:delimiter\":\"/\"}}},"
+			     "{\"Effect\":\"Allow\",\"Action\":\"s3:ListBucketVersions\","
+			     "\"Resource\":\"*\","
+			     " \"Condition\":{\"NotIpAddress\":{\"aws:SourceIp\":\"192.168.0.0/"
+			     "16\"},"
+			     "                \"StringNotLike\":{\"s3:prefix\":\"private/*\"}}}]}",
+			     NULL);
 	policy_ctx c = ctx("s3:GetObject", "arn:aws:s3:::b/k", "K");
 	c.source_ip = "10.1.2.3";
 	CHECK(policy_eval(p, &c) == POLICY_ALLOW);
@@ -333,8 +346,10 @@ static void test_conditions(void)
 	policy_free(p);
 
 	/* epoch-second dates and offsets */
-	p = parse_ok("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\","
-		     "\"Condition\":{\"DateLessThan\":{\"aws:CurrentTime\":\"2023-11-14T23:13:20+01:00\"}}}}",
+	p = parse_ok("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\","
+		     "\"Resource\":\"*\","
+		     "\"Condition\":{\"DateLessThan\":{\"aws:CurrentTime\":\"2023-11-14T23:13:20+"
+		     "01:00\"}}}}",
 		     NULL);
 	c = ctx("s3:GetObject", "arn:aws:s3:::b/k", "K");
 	c.now = 1700000000 - 1; /* 22:13:19Z = 23:13:19+01:00 */

@@ -40,7 +40,7 @@ static int lookup(void *ctx, const char *akid, char *secret, size_t cap)
 	return SIGV4_KEY_NOT_FOUND;
 }
 
-static sigv4_config cfg = {.lookup = lookup};
+static sigv4_config cfg = { .lookup = lookup };
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
 static uint64_t rnd(void)
@@ -51,11 +51,15 @@ static uint64_t rnd(void)
 	return rng_state;
 }
 
-static int verify(const char *method, const char *path, const char *query,
-		  const sigv4_header *h, size_t n, time_t now, sigv4_auth *a)
+static int verify(const char *method, const char *path, const char *query, const sigv4_header *h,
+		  size_t n, time_t now, sigv4_auth *a)
 {
-	sigv4_request r = {.method = method, .raw_path = path, .raw_query = query,
-			   .headers = h, .n_headers = n, .now = now};
+	sigv4_request r = { .method = method,
+			    .raw_path = path,
+			    .raw_query = query,
+			    .headers = h,
+			    .n_headers = n,
+			    .now = now };
 	return sigv4_verify(&cfg, &r, a);
 }
 
@@ -64,14 +68,17 @@ static int verify(const char *method, const char *path, const char *query,
 static void test_aws_get_object(void)
 {
 	sigv4_header h[] = {
-		{"Host", "examplebucket.s3.amazonaws.com"},
-		{"Range", "bytes=0-9"},
-		{"x-amz-content-sha256", EMPTY_SHA},
-		{"x-amz-date", "20130524T000000Z"},
-		{"Authorization",
-		 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-		 "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
-		 "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"},
+		{ "Host", "examplebucket.s3.amazonaws.com" },
+		{ "Range", "bytes=0-9" },
+		{ "x-amz-content-sha256", EMPTY_SHA },
+		{ "x-amz-date", "20130524T000000Z" },
+		{ "Authorization", "AWS4-HMAC-SHA256 "
+				   "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+				   "aws4_request,"
+				   "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
+				   "Signature="
+				   "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb4"
+				   "1" },
 	};
 	sigv4_auth a;
 	CHECK_ST(verify("GET", "/test.txt", NULL, h, 5, T0, &a), SIGV4_OK);
@@ -82,24 +89,31 @@ static void test_aws_get_object(void)
 	CHECK(a.payload_mode == SIGV4_PAYLOAD_HASH);
 	CHECK(strcmp(a.payload_hash, EMPTY_SHA) == 0);
 	CHECK(strcmp(a.amz_date, "20130524T000000Z") == 0);
-	CHECK(strcmp(a.string_to_sign,
-		     "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n"
-		     "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972") == 0);
+	CHECK(strcmp(a.string_to_sign, "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/"
+				       "aws4_request\n"
+				       "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc439649"
+				       "46972") == 0);
 
 	/* payload check helper */
-	unsigned char empty[32] = {0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
-				   0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
-				   0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+	unsigned char empty[32] = { 0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
+				    0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+				    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
+				    0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55 };
 	CHECK_ST(sigv4_payload_check(&a, empty), SIGV4_OK);
 	empty[31] ^= 1;
 	CHECK_ST(sigv4_payload_check(&a, empty), SIGV4_CONTENT_SHA256_MISMATCH);
 	sigv4_auth_clear(&a);
 
 	/* our signer produces the same signature */
-	sigv4_sign_params p = {.method = "GET", .raw_path = "/test.txt", .headers = h,
-			       .n_headers = 4, .access_key = AKID, .secret = SECRET,
-			       .region = "us-east-1", .amz_date = "20130524T000000Z",
-			       .payload_hash = EMPTY_SHA};
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = "/test.txt",
+				.headers = h,
+				.n_headers = 4,
+				.access_key = AKID,
+				.secret = SECRET,
+				.region = "us-east-1",
+				.amz_date = "20130524T000000Z",
+				.payload_hash = EMPTY_SHA };
 	char out[512], sig[65];
 	CHECK(sigv4_sign(&p, out, sizeof(out), sig) == 0);
 	CHECK(strcmp(sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41") == 0);
@@ -136,8 +150,9 @@ static void test_aws_get_object(void)
 	/* configured region */
 	sigv4_config c2 = cfg;
 	c2.region = "eu-west-1";
-	sigv4_request r = {.method = "GET", .raw_path = "/test.txt", .headers = h, .n_headers = 5,
-			   .now = T0};
+	sigv4_request r = {
+		.method = "GET", .raw_path = "/test.txt", .headers = h, .n_headers = 5, .now = T0
+	};
 	CHECK_ST(sigv4_verify(&c2, &r, &a), SIGV4_AUTH_HEADER_MALFORMED);
 	CHECK(strstr(a.message, "eu-west-1") != NULL);
 	c2.region = "us-east-1";
@@ -147,22 +162,26 @@ static void test_aws_get_object(void)
 static void test_aws_put_object(void)
 {
 	sigv4_header h[] = {
-		{"Host", "examplebucket.s3.amazonaws.com"},
-		{"Date", "Fri, 24 May 2013 00:00:00 GMT"},
-		{"x-amz-date", "20130524T000000Z"},
-		{"x-amz-storage-class", "REDUCED_REDUNDANCY"},
-		{"x-amz-content-sha256",
-		 "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"},
-		{"Authorization",
-		 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-		 "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,"
-		 "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"},
+		{ "Host", "examplebucket.s3.amazonaws.com" },
+		{ "Date", "Fri, 24 May 2013 00:00:00 GMT" },
+		{ "x-amz-date", "20130524T000000Z" },
+		{ "x-amz-storage-class", "REDUCED_REDUNDANCY" },
+		{ "x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b8"
+					  "03f8b072" },
+		{ "Authorization", "AWS4-HMAC-SHA256 "
+				   "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+				   "aws4_request,"
+				   "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-"
+				   "storage-class,"
+				   "Signature="
+				   "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108b"
+				   "d" },
 	};
 	sigv4_auth a;
 	CHECK_ST(verify("PUT", "/test%24file.text", "", h, 6, T0, &a), SIGV4_OK);
 	CHECK(a.payload_mode == SIGV4_PAYLOAD_HASH);
-	CHECK(strcmp(a.payload_hash,
-		     "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072") == 0);
+	CHECK(strcmp(a.payload_hash, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b"
+				     "072") == 0);
 	/* a client that sends '$' unencoded still matches (decode + re-encode) */
 	CHECK_ST(verify("PUT", "/test$file.text", "", h, 6, T0, &a), SIGV4_OK);
 	/* a different key does not */
@@ -172,13 +191,16 @@ static void test_aws_put_object(void)
 static void test_aws_get_lifecycle_and_list(void)
 {
 	sigv4_header h[] = {
-		{"Host", "examplebucket.s3.amazonaws.com"},
-		{"x-amz-date", "20130524T000000Z"},
-		{"x-amz-content-sha256", EMPTY_SHA},
-		{"Authorization",
-		 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-		 "SignedHeaders=host;x-amz-content-sha256;x-amz-date,"
-		 "Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"},
+		{ "Host", "examplebucket.s3.amazonaws.com" },
+		{ "x-amz-date", "20130524T000000Z" },
+		{ "x-amz-content-sha256", EMPTY_SHA },
+		{ "Authorization", "AWS4-HMAC-SHA256 "
+				   "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+				   "aws4_request,"
+				   "SignedHeaders=host;x-amz-content-sha256;x-amz-date,"
+				   "Signature="
+				   "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a013678354"
+				   "3" },
 	};
 	sigv4_auth a;
 	CHECK_ST(verify("GET", "/", "lifecycle", h, 4, T0, &a), SIGV4_OK);
@@ -196,14 +218,16 @@ static void test_aws_get_lifecycle_and_list(void)
 	CHECK_ST(verify("GET", "", "max-keys=2&prefix=J", h, 4, T0, &a), SIGV4_OK);
 }
 
-static const char *presign_q =
-	"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1"
-	"%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders="
-	"host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+static const char *presign_q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+			       "AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1"
+			       "%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires="
+			       "86400&X-Amz-SignedHeaders="
+			       "host&X-Amz-Signature="
+			       "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
 
 static void test_aws_presigned(void)
 {
-	sigv4_header h[] = {{"Host", "examplebucket.s3.amazonaws.com"}};
+	sigv4_header h[] = { { "Host", "examplebucket.s3.amazonaws.com" } };
 	sigv4_auth a;
 	CHECK_ST(verify("GET", "/test.txt", presign_q, h, 1, T0 + 3600, &a), SIGV4_OK);
 	CHECK(a.form == SIGV4_FORM_QUERY);
@@ -215,14 +239,19 @@ static void test_aws_presigned(void)
 	CHECK_ST(verify("GET", "/test.txt", presign_q, h, 1, T0 - 3600, &a), SIGV4_ACCESS_DENIED);
 	CHECK_ST(verify("GET", "/test2.txt", presign_q, h, 1, T0, &a), SIGV4_SIGNATURE_MISMATCH);
 	/* presigned URLs ignore the payload and x-amz-date skew rules */
-	sigv4_header h2[] = {{"Host", "examplebucket.s3.amazonaws.com"},
-			     {"x-amz-content-sha256", "garbage"}};
+	sigv4_header h2[] = { { "Host", "examplebucket.s3.amazonaws.com" },
+			      { "x-amz-content-sha256", "garbage" } };
 	CHECK_ST(verify("GET", "/test.txt", presign_q, h2, 2, T0 + 7200, &a), SIGV4_OK);
 
 	/* our presigner produces the documented signature */
-	sigv4_sign_params p = {.method = "GET", .raw_path = "/test.txt", .headers = h,
-			       .n_headers = 1, .access_key = AKID, .secret = SECRET,
-			       .region = "us-east-1", .amz_date = "20130524T000000Z"};
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = "/test.txt",
+				.headers = h,
+				.n_headers = 1,
+				.access_key = AKID,
+				.secret = SECRET,
+				.region = "us-east-1",
+				.amz_date = "20130524T000000Z" };
 	char q[1024];
 	CHECK(sigv4_presign(&p, 86400, q, sizeof(q)) == 0);
 	CHECK(strcmp(q, presign_q) == 0);
@@ -230,17 +259,17 @@ static void test_aws_presigned(void)
 	/* malformed parameters */
 	char bad[1024];
 	const char *cases[][2] = {
-		{"X-Amz-Expires=86400", "X-Amz-Expires=0"},
-		{"X-Amz-Expires=86400", "X-Amz-Expires=604801"},
-		{"X-Amz-Expires=86400", "X-Amz-Expires=-5"},
-		{"X-Amz-Expires=86400", "X-Amz-Expires=12x"},
-		{"X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Algorithm=AWS4-HMAC-SHA1"},
-		{"X-Amz-Date=20130524T000000Z", "X-Amz-Date=20130524"},
-		{"X-Amz-Date=20130524T000000Z", "X-Amz-Date=20130525T000000Z"},
-		{"&X-Amz-SignedHeaders=host", ""},
-		{"%2Fs3%2F", "%2Fs4%2F"},
-		{"AKIAIOSFODNN7EXAMPLE%2F20130524", "AKIAIOSFODNN7EXAMPLE%2F2013052"},
-		{"X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=range"},
+		{ "X-Amz-Expires=86400", "X-Amz-Expires=0" },
+		{ "X-Amz-Expires=86400", "X-Amz-Expires=604801" },
+		{ "X-Amz-Expires=86400", "X-Amz-Expires=-5" },
+		{ "X-Amz-Expires=86400", "X-Amz-Expires=12x" },
+		{ "X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Algorithm=AWS4-HMAC-SHA1" },
+		{ "X-Amz-Date=20130524T000000Z", "X-Amz-Date=20130524" },
+		{ "X-Amz-Date=20130524T000000Z", "X-Amz-Date=20130525T000000Z" },
+		{ "&X-Amz-SignedHeaders=host", "" },
+		{ "%2Fs3%2F", "%2Fs4%2F" },
+		{ "AKIAIOSFODNN7EXAMPLE%2F20130524", "AKIAIOSFODNN7EXAMPLE%2F2013052" },
+		{ "X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=range" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *pos = strstr(presign_q, cases[i][0]);
@@ -253,7 +282,8 @@ static void test_aws_presigned(void)
 		CHECK_ST(st, SIGV4_AUTH_QUERY_ERROR);
 	}
 	/* header and query auth together */
-	sigv4_header both[] = {{"Host", "x"}, {"Authorization", "AWS4-HMAC-SHA256 Credential=x"}};
+	sigv4_header both[] = { { "Host", "x" },
+				{ "Authorization", "AWS4-HMAC-SHA256 Credential=x" } };
 	CHECK_ST(verify("GET", "/test.txt", presign_q, both, 2, T0, &a), SIGV4_INVALID_ARGUMENT);
 	/* SigV2 presigned */
 	CHECK_ST(verify("GET", "/t", "AWSAccessKeyId=AKID&Expires=1&Signature=abc", h, 1, T0, &a),
@@ -264,25 +294,29 @@ static void test_aws_presigned(void)
 static void test_aws_chunked_seed(void)
 {
 	sigv4_header h[] = {
-		{"Host", "s3.amazonaws.com"},
-		{"x-amz-date", "20130524T000000Z"},
-		{"x-amz-storage-class", "REDUCED_REDUNDANCY"},
-		{"Authorization",
-		 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-		 "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
-		 "x-amz-decoded-content-length;x-amz-storage-class,"
-		 "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"},
-		{"x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"},
-		{"Content-Encoding", "aws-chunked"},
-		{"x-amz-decoded-content-length", "66560"},
-		{"Content-Length", "66824"},
+		{ "Host", "s3.amazonaws.com" },
+		{ "x-amz-date", "20130524T000000Z" },
+		{ "x-amz-storage-class", "REDUCED_REDUNDANCY" },
+		{ "Authorization", "AWS4-HMAC-SHA256 "
+				   "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+				   "aws4_request,"
+				   "SignedHeaders=content-encoding;content-length;host;x-amz-"
+				   "content-sha256;x-amz-date;"
+				   "x-amz-decoded-content-length;x-amz-storage-class,"
+				   "Signature="
+				   "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a"
+				   "9" },
+		{ "x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" },
+		{ "Content-Encoding", "aws-chunked" },
+		{ "x-amz-decoded-content-length", "66560" },
+		{ "Content-Length", "66824" },
 	};
 	sigv4_auth a;
 	CHECK_ST(verify("PUT", "/examplebucket/chunkObject.txt", NULL, h, 8, T0, &a), SIGV4_OK);
 	CHECK(a.payload_mode == SIGV4_PAYLOAD_STREAMING_SIGNED);
 	CHECK(a.decoded_length == 66560);
-	CHECK(strcmp(a.signature,
-		     "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9") == 0);
+	CHECK(strcmp(a.signature, "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a"
+				  "9") == 0);
 	unsigned char key[32];
 	sigv4_signing_key(SECRET, "20130524", "us-east-1", "s3", key);
 	CHECK(memcmp(key, a.signing_key, 32) == 0);
@@ -301,23 +335,30 @@ static void test_aws_chunked_seed(void)
  * agrees; the verifier refuses it because the service is not s3. */
 static void test_get_vanilla(void)
 {
-	sigv4_header h[3] = {{"Host", "example.amazonaws.com"},
-			     {"X-Amz-Date", "20150830T123600Z"},
-			     {"Authorization", NULL}};
-	sigv4_sign_params p = {.method = "GET", .raw_path = "/", .headers = h, .n_headers = 2,
-			       .access_key = AKID,
-			       .secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-			       .region = "us-east-1", .service = "service",
-			       .amz_date = "20150830T123600Z", .payload_hash = EMPTY_SHA};
+	sigv4_header h[3] = { { "Host", "example.amazonaws.com" },
+			      { "X-Amz-Date", "20150830T123600Z" },
+			      { "Authorization", NULL } };
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = "/",
+				.headers = h,
+				.n_headers = 2,
+				.access_key = AKID,
+				.secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+				.region = "us-east-1",
+				.service = "service",
+				.amz_date = "20150830T123600Z",
+				.payload_hash = EMPTY_SHA };
 	char out[512], sig[65];
 	CHECK(sigv4_sign(&p, out, sizeof(out), sig) == 0);
 	CHECK(strcmp(sig, "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31") == 0);
 	CHECK(strcmp(out, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20150830/us-east-1/"
-			  "service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa3155"
+			  "service/aws4_request, SignedHeaders=host;x-amz-date, "
+			  "Signature=5fa00fa3155"
 			  "3b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31") == 0);
 	h[2].value = out;
 	sigv4_auth a;
-	CHECK_ST(verify("GET", "/", NULL, h, 3, (time_t)1440938160, &a), SIGV4_AUTH_HEADER_MALFORMED);
+	CHECK_ST(verify("GET", "/", NULL, h, 3, (time_t)1440938160, &a),
+		 SIGV4_AUTH_HEADER_MALFORMED);
 }
 
 /* ---- rejections -------------------------------------------------------------------- */
@@ -325,10 +366,16 @@ static void test_get_vanilla(void)
 static void sign_simple(const char *akid, const char *region, const char *service, char *authz,
 			size_t cap, sigv4_header *h, size_t n)
 {
-	sigv4_sign_params p = {.method = "GET", .raw_path = "/b/k", .headers = h, .n_headers = n,
-			       .access_key = akid, .secret = SECRET, .region = region,
-			       .service = service, .amz_date = "20130524T000000Z",
-			       .payload_hash = "UNSIGNED-PAYLOAD"};
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = "/b/k",
+				.headers = h,
+				.n_headers = n,
+				.access_key = akid,
+				.secret = SECRET,
+				.region = region,
+				.service = service,
+				.amz_date = "20130524T000000Z",
+				.payload_hash = "UNSIGNED-PAYLOAD" };
 	if (sigv4_sign(&p, authz, cap, NULL) != 0)
 		authz[0] = '\0';
 }
@@ -336,10 +383,10 @@ static void sign_simple(const char *akid, const char *region, const char *servic
 static void test_rejections(void)
 {
 	sigv4_auth a;
-	sigv4_header h[4] = {{"host", "localhost:9000"},
-			     {"x-amz-date", "20130524T000000Z"},
-			     {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"},
-			     {"authorization", NULL}};
+	sigv4_header h[4] = { { "host", "localhost:9000" },
+			      { "x-amz-date", "20130524T000000Z" },
+			      { "x-amz-content-sha256", "UNSIGNED-PAYLOAD" },
+			      { "authorization", NULL } };
 	char authz[512];
 
 	/* anonymous */
@@ -395,10 +442,13 @@ static void test_rejections(void)
 	const char *bad[] = {
 		"AWS4-HMAC-SHA256",
 		"AWS4-HMAC-SHA256 ",
-		"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request",
-		"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+		"AWS4-HMAC-SHA256 "
+		"Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request",
+		"AWS4-HMAC-SHA256 "
+		"Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
 		"SignedHeaders=host",
-		"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/2013052/us-east-1/s3/aws4_request, "
+		"AWS4-HMAC-SHA256 "
+		"Credential=AKIAIOSFODNN7EXAMPLE/2013052/us-east-1/s3/aws4_request, "
 		"SignedHeaders=host, Signature=00",
 		"AWS4-HMAC-SHA256 Credential=/20130524/us-east-1/s3/aws4_request, "
 		"SignedHeaders=host, Signature=00",
@@ -428,7 +478,7 @@ static void test_rejections(void)
 	/* dates */
 	sign_simple(AKID, "us-east-1", NULL, authz, sizeof(authz), h, 3);
 	h[3].value = authz;
-	sigv4_header nodate[3] = {h[0], h[2], h[3]};
+	sigv4_header nodate[3] = { h[0], h[2], h[3] };
 	CHECK_ST(verify("GET", "/b/k", NULL, nodate, 3, T0, &a), SIGV4_ACCESS_DENIED);
 	h[1].value = "20130532T000000Z";
 	CHECK_ST(verify("GET", "/b/k", NULL, h, 4, T0, &a), SIGV4_ACCESS_DENIED);
@@ -442,11 +492,19 @@ static void test_rejections(void)
 	h[2].value = "UNSIGNED-PAYLOAD";
 
 	/* missing x-amz-content-sha256: fine without a body, required with one */
-	sigv4_header nh[4] = {{"host", "localhost:9000"}, {"x-amz-date", "20130524T000000Z"},
-			      {"authorization", NULL}, {"content-length", "5"}};
-	sigv4_sign_params p = {.method = "GET", .raw_path = "/b/k", .headers = nh, .n_headers = 2,
-			       .access_key = AKID, .secret = SECRET, .region = "us-east-1",
-			       .amz_date = "20130524T000000Z", .payload_hash = EMPTY_SHA};
+	sigv4_header nh[4] = { { "host", "localhost:9000" },
+			       { "x-amz-date", "20130524T000000Z" },
+			       { "authorization", NULL },
+			       { "content-length", "5" } };
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = "/b/k",
+				.headers = nh,
+				.n_headers = 2,
+				.access_key = AKID,
+				.secret = SECRET,
+				.region = "us-east-1",
+				.amz_date = "20130524T000000Z",
+				.payload_hash = EMPTY_SHA };
 	CHECK(sigv4_sign(&p, authz, sizeof(authz), NULL) == 0);
 	nh[2].value = authz;
 	CHECK_ST(verify("GET", "/b/k", NULL, nh, 3, T0, &a), SIGV4_OK);
@@ -463,16 +521,26 @@ static void test_rejections(void)
 		SHA256((const unsigned char *)"hello", 5, bh);
 		for (int i = 0; i < 32; i++)
 			snprintf(bhex + 2 * i, 3, "%02x", bh[i]);
-		sigv4_header ch[4] = {{"host", "localhost:9000"}, {"x-amz-date", "20130524T000000Z"},
-				      {"content-length", "5"}, {"authorization", NULL}};
-		sigv4_sign_params cp = {.method = "PUT", .raw_path = "/b/k", .headers = ch,
-					.n_headers = 2, .access_key = AKID, .secret = SECRET,
-					.region = "us-east-1", .amz_date = "20130524T000000Z",
-					.payload_hash = bhex};
+		sigv4_header ch[4] = { { "host", "localhost:9000" },
+				       { "x-amz-date", "20130524T000000Z" },
+				       { "content-length", "5" },
+				       { "authorization", NULL } };
+		sigv4_sign_params cp = { .method = "PUT",
+					 .raw_path = "/b/k",
+					 .headers = ch,
+					 .n_headers = 2,
+					 .access_key = AKID,
+					 .secret = SECRET,
+					 .region = "us-east-1",
+					 .amz_date = "20130524T000000Z",
+					 .payload_hash = bhex };
 		CHECK(sigv4_sign(&cp, authz, sizeof(authz), NULL) == 0);
 		ch[3].value = authz;
-		sigv4_request cr = {.method = "PUT", .raw_path = "/b/k", .headers = ch,
-				    .n_headers = 4, .now = T0};
+		sigv4_request cr = { .method = "PUT",
+				     .raw_path = "/b/k",
+				     .headers = ch,
+				     .n_headers = 4,
+				     .now = T0 };
 		CHECK_ST(sigv4_verify(&cfg, &cr, &a), SIGV4_MISSING_SECURITY_HEADER);
 		CHECK(strcmp(a.access_key, AKID) == 0);
 		CHECK_ST(sigv4_verify_with_payload(&cfg, &cr, bh, &a), SIGV4_OK);
@@ -485,8 +553,9 @@ static void test_rejections(void)
 	}
 
 	/* Date header instead of x-amz-date */
-	sigv4_header dh[3] = {{"host", "h"}, {"date", "Fri, 24 May 2013 00:00:00 GMT"},
-			      {"authorization", NULL}};
+	sigv4_header dh[3] = { { "host", "h" },
+			       { "date", "Fri, 24 May 2013 00:00:00 GMT" },
+			       { "authorization", NULL } };
 	p.headers = dh;
 	p.n_headers = 2;
 	CHECK(sigv4_sign(&p, authz, sizeof(authz), NULL) == 0);
@@ -500,15 +569,21 @@ static void test_rejections(void)
 static int roundtrip(const char *signed_path, const char *wire_path, const char *signed_q,
 		     const char *wire_q)
 {
-	sigv4_header h[4] = {{"Host", "127.0.0.1:9000"},
-			     {"X-Amz-Date", "20130524T000000Z"},
-			     {"X-Amz-Content-SHA256", EMPTY_SHA},
-			     {"Authorization", NULL}};
+	sigv4_header h[4] = { { "Host", "127.0.0.1:9000" },
+			      { "X-Amz-Date", "20130524T000000Z" },
+			      { "X-Amz-Content-SHA256", EMPTY_SHA },
+			      { "Authorization", NULL } };
 	char authz[512];
-	sigv4_sign_params p = {.method = "GET", .raw_path = signed_path, .raw_query = signed_q,
-			       .headers = h, .n_headers = 3, .access_key = AKID, .secret = SECRET,
-			       .region = "us-east-1", .amz_date = "20130524T000000Z",
-			       .payload_hash = EMPTY_SHA};
+	sigv4_sign_params p = { .method = "GET",
+				.raw_path = signed_path,
+				.raw_query = signed_q,
+				.headers = h,
+				.n_headers = 3,
+				.access_key = AKID,
+				.secret = SECRET,
+				.region = "us-east-1",
+				.amz_date = "20130524T000000Z",
+				.payload_hash = EMPTY_SHA };
 	if (sigv4_sign(&p, authz, sizeof(authz), NULL) != 0)
 		return -100;
 	h[3].value = authz;
@@ -535,7 +610,8 @@ static void test_roundtrips(void)
 	CHECK_ST(roundtrip("/b/a%2Fb", "/b/a/b", NULL, NULL), SIGV4_SIGNATURE_MISMATCH);
 	/* queries: order, params without '=', encoded vs raw, '+' as space */
 	CHECK_ST(roundtrip("/b", "/b", "prefix=a%2Fb&delimiter=%2F&list-type=2",
-			   "list-type=2&delimiter=/&prefix=a/b"), SIGV4_OK);
+			   "list-type=2&delimiter=/&prefix=a/b"),
+		 SIGV4_OK);
 	CHECK_ST(roundtrip("/b", "/b", "versions", "versions="), SIGV4_OK);
 	CHECK_ST(roundtrip("/b", "/b", "uploads&prefix=x", "prefix=x&uploads"), SIGV4_OK);
 	CHECK_ST(roundtrip("/b", "/b", "prefix=a%20b", "prefix=a+b"), SIGV4_OK);
@@ -546,17 +622,24 @@ static void test_roundtrips(void)
 	CHECK_ST(roundtrip("/b", "/b", "prefix=%E2%82%AC", "prefix=%e2%82%ac"), SIGV4_OK);
 
 	/* duplicate headers are joined with ',' */
-	sigv4_header h[5] = {{"host", "h"},
-			     {"x-amz-date", "20130524T000000Z"},
-			     {"x-amz-meta-a", "1"},
-			     {"x-amz-meta-a", " 2  3 "},
-			     {"authorization", NULL}};
-	sigv4_header one[3] = {{"host", "h"}, {"x-amz-date", "20130524T000000Z"},
-			       {"x-amz-meta-a", "1,2 3"}};
+	sigv4_header h[5] = { { "host", "h" },
+			      { "x-amz-date", "20130524T000000Z" },
+			      { "x-amz-meta-a", "1" },
+			      { "x-amz-meta-a", " 2  3 " },
+			      { "authorization", NULL } };
+	sigv4_header one[3] = { { "host", "h" },
+				{ "x-amz-date", "20130524T000000Z" },
+				{ "x-amz-meta-a", "1,2 3" } };
 	char authz[512];
-	sigv4_sign_params p = {.method = "PUT", .raw_path = "/b/k", .headers = one, .n_headers = 3,
-			       .access_key = AKID, .secret = SECRET, .region = "us-east-1",
-			       .amz_date = "20130524T000000Z", .payload_hash = "UNSIGNED-PAYLOAD"};
+	sigv4_sign_params p = { .method = "PUT",
+				.raw_path = "/b/k",
+				.headers = one,
+				.n_headers = 3,
+				.access_key = AKID,
+				.secret = SECRET,
+				.region = "us-east-1",
+				.amz_date = "20130524T000000Z",
+				.payload_hash = "UNSIGNED-PAYLOAD" };
 	CHECK(sigv4_sign(&p, authz, sizeof(authz), NULL) == 0);
 	h[4].value = authz;
 	sigv4_header full[6];
@@ -566,7 +649,9 @@ static void test_roundtrips(void)
 	sigv4_auth a;
 	/* content-sha256 present but unsigned -> denied; sign it as well */
 	CHECK_ST(verify("PUT", "/b/k", NULL, full, 6, T0, &a), SIGV4_ACCESS_DENIED);
-	sigv4_header one2[4] = {one[0], one[1], one[2], {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}};
+	sigv4_header one2[4] = {
+		one[0], one[1], one[2], { "x-amz-content-sha256", "UNSIGNED-PAYLOAD" }
+	};
 	p.headers = one2;
 	p.n_headers = 4;
 	CHECK(sigv4_sign(&p, authz, sizeof(authz), NULL) == 0);
@@ -574,11 +659,16 @@ static void test_roundtrips(void)
 	CHECK_ST(verify("PUT", "/b/k", NULL, full, 6, T0, &a), SIGV4_OK);
 
 	/* presign round trip with an existing query and an encoded key */
-	sigv4_header ph[1] = {{"host", "127.0.0.1:9000"}};
-	sigv4_sign_params pp = {.method = "PUT", .raw_path = "/b/dir/a%20b.txt",
-				.raw_query = "partNumber=1&uploadId=xyz", .headers = ph,
-				.n_headers = 1, .access_key = AKID, .secret = SECRET,
-				.region = "us-east-1", .amz_date = "20130524T000000Z"};
+	sigv4_header ph[1] = { { "host", "127.0.0.1:9000" } };
+	sigv4_sign_params pp = { .method = "PUT",
+				 .raw_path = "/b/dir/a%20b.txt",
+				 .raw_query = "partNumber=1&uploadId=xyz",
+				 .headers = ph,
+				 .n_headers = 1,
+				 .access_key = AKID,
+				 .secret = SECRET,
+				 .region = "us-east-1",
+				 .amz_date = "20130524T000000Z" };
 	char q[1024];
 	CHECK(sigv4_presign(&pp, 600, q, sizeof(q)) == 0);
 	CHECK_ST(verify("PUT", "/b/dir/a%20b.txt", q, ph, 1, T0 + 599, &a), SIGV4_OK);
@@ -611,21 +701,21 @@ static void test_encode_and_status(void)
 		const char *code;
 		int http;
 	} m[] = {
-		{SIGV4_OK, "OK", 200},
-		{SIGV4_SIGNATURE_MISMATCH, "SignatureDoesNotMatch", 403},
-		{SIGV4_INVALID_ACCESS_KEY, "InvalidAccessKeyId", 403},
-		{SIGV4_AUTH_HEADER_MALFORMED, "AuthorizationHeaderMalformed", 400},
-		{SIGV4_AUTH_QUERY_ERROR, "AuthorizationQueryParametersError", 400},
-		{SIGV4_ACCESS_DENIED, "AccessDenied", 403},
-		{SIGV4_TIME_SKEWED, "RequestTimeTooSkewed", 403},
-		{SIGV4_MISSING_SECURITY_HEADER, "MissingSecurityHeader", 400},
-		{SIGV4_INVALID_ARGUMENT, "InvalidArgument", 400},
-		{SIGV4_CONTENT_SHA256_MISMATCH, "XAmzContentSHA256Mismatch", 400},
-		{SIGV4_INCOMPLETE_BODY, "IncompleteBody", 400},
-		{SIGV4_INVALID_REQUEST, "InvalidRequest", 400},
-		{SIGV4_BAD_DIGEST, "BadDigest", 400},
-		{SIGV4_INTERNAL_ERROR, "InternalError", 500},
-		{12345, "InternalError", 500},
+		{ SIGV4_OK, "OK", 200 },
+		{ SIGV4_SIGNATURE_MISMATCH, "SignatureDoesNotMatch", 403 },
+		{ SIGV4_INVALID_ACCESS_KEY, "InvalidAccessKeyId", 403 },
+		{ SIGV4_AUTH_HEADER_MALFORMED, "AuthorizationHeaderMalformed", 400 },
+		{ SIGV4_AUTH_QUERY_ERROR, "AuthorizationQueryParametersError", 400 },
+		{ SIGV4_ACCESS_DENIED, "AccessDenied", 403 },
+		{ SIGV4_TIME_SKEWED, "RequestTimeTooSkewed", 403 },
+		{ SIGV4_MISSING_SECURITY_HEADER, "MissingSecurityHeader", 400 },
+		{ SIGV4_INVALID_ARGUMENT, "InvalidArgument", 400 },
+		{ SIGV4_CONTENT_SHA256_MISMATCH, "XAmzContentSHA256Mismatch", 400 },
+		{ SIGV4_INCOMPLETE_BODY, "IncompleteBody", 400 },
+		{ SIGV4_INVALID_REQUEST, "InvalidRequest", 400 },
+		{ SIGV4_BAD_DIGEST, "BadDigest", 400 },
+		{ SIGV4_INTERNAL_ERROR, "InternalError", 500 },
+		{ 12345, "InternalError", 500 },
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		CHECK(strcmp(sigv4_status_code(m[i].st), m[i].code) == 0);
@@ -647,7 +737,8 @@ static void rand_str(char *s, size_t cap, const char *alphabet)
 
 static void test_garbage(void)
 {
-	const char *alpha = "AWS4-HMAC-SHA256 Credential=/;,= SignedHeaders Signature0123456789abcdef"
+	const char *alpha = "AWS4-HMAC-SHA256 Credential=/;,= SignedHeaders "
+			    "Signature0123456789abcdef"
 			    "%+&\t\r\nxyz";
 	char authz[300], path[100], query[200], v1[40], v2[40];
 	int ok_count = 0;
@@ -659,8 +750,11 @@ static void test_garbage(void)
 		rand_str(v2, sizeof(v2), "UNSIGNED-PAYLOADSTREAMING0abcdef");
 		if (i % 3 == 0)
 			memcpy(authz, "AWS4-HMAC-SHA256 Credential=", 28);
-		sigv4_header h[5] = {{"host", "h"}, {"x-amz-date", v1}, {"x-amz-content-sha256", v2},
-				     {"Authorization", authz}, {"date", v1}};
+		sigv4_header h[5] = { { "host", "h" },
+				      { "x-amz-date", v1 },
+				      { "x-amz-content-sha256", v2 },
+				      { "Authorization", authz },
+				      { "date", v1 } };
 		sigv4_auth a;
 		int st = verify(i % 5 ? "GET" : "PUT", path, query, h, (i % 4) ? 5 : 3, T0, &a);
 		if (st == SIGV4_OK)
@@ -672,8 +766,10 @@ static void test_garbage(void)
 
 	/* mutating one byte of a valid request never crashes; a signature
 	 * byte mutation always fails */
-	sigv4_header h[4] = {{"host", "h"}, {"x-amz-date", "20130524T000000Z"},
-			     {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}, {"authorization", NULL}};
+	sigv4_header h[4] = { { "host", "h" },
+			      { "x-amz-date", "20130524T000000Z" },
+			      { "x-amz-content-sha256", "UNSIGNED-PAYLOAD" },
+			      { "authorization", NULL } };
 	char base[512], m[512];
 	sign_simple(AKID, "us-east-1", NULL, base, sizeof(base), h, 3);
 	size_t L = strlen(base);

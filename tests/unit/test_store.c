@@ -19,8 +19,8 @@ typedef struct scanlog {
 	char last_journal[256];
 } scanlog;
 
-static int scan_cb(void *ctx, int type, const uint8_t *hash, const uint8_t *payload,
-		   store_loc loc, store_pos end)
+static int scan_cb(void *ctx, int type, const uint8_t *hash, const uint8_t *payload, store_loc loc,
+		   store_pos end)
 {
 	(void)hash;
 	(void)loc;
@@ -102,8 +102,8 @@ static void test_torn_tail(void)
 	store_pos end;
 	chunk(s, "committed data", &a);
 	const char *js = "{\"ops\":[1]}";
-	CHECK_OK(store_append(s, SEG_REC_JOURNAL, NULL, js, (uint32_t)strlen(js), NULL, &end,
-			      NULL));
+	CHECK_OK(
+		store_append(s, SEG_REC_JOURNAL, NULL, js, (uint32_t)strlen(js), NULL, &end, NULL));
 	CHECK_OK(store_sync(s, NULL));
 	store_close(s);
 	/* a torn record: a valid header promising more bytes than exist */
@@ -166,12 +166,14 @@ static void test_faults(void)
 	store_pos tail_after = store_tail(s);
 	CHECK(tail_before.off == tail_after.off); /* no partial record left */
 	/* space comes back: appends work again */
-	store_io_fault_cfg ok = { .enospc_after_bytes = -1, .eio_after_writes = -1,
+	store_io_fault_cfg ok = { .enospc_after_bytes = -1,
+				  .eio_after_writes = -1,
 				  .short_writes = 1 };
 	store_io_fault_set(f, &ok);
 	CHECK_OK(store_append(s, SEG_REC_CHUNK, h, big, sizeof(big), NULL, NULL, NULL));
 	/* a failing fsync reports the error and refuses further appends */
-	store_io_fault_cfg bad = { .enospc_after_bytes = -1, .eio_after_writes = -1,
+	store_io_fault_cfg bad = { .enospc_after_bytes = -1,
+				   .eio_after_writes = -1,
 				   .fail_fsync = 1 };
 	store_io_fault_set(f, &bad);
 	CHECK(store_sync(s, &err) == SL_EIO);
@@ -248,11 +250,11 @@ static void test_cold_append(void)
 	const char *j1 = "{\"before\":1}", *j2 = "{\"between\":2}";
 	store_loc lj1, lc1, lc2;
 	store_pos end;
-	CHECK_OK(store_append(s, SEG_REC_JOURNAL, NULL, j1, (uint32_t)strlen(j1), &lj1, NULL,
-			      NULL));
+	CHECK_OK(
+		store_append(s, SEG_REC_JOURNAL, NULL, j1, (uint32_t)strlen(j1), &lj1, NULL, NULL));
 	CHECK_OK(store_append(s, SEG_REC_CHUNK | STORE_APPEND_COLD, h1, big, n, &lc1, NULL, NULL));
-	CHECK_OK(store_append(s, SEG_REC_JOURNAL, NULL, j2, (uint32_t)strlen(j2), NULL, NULL,
-			      NULL));
+	CHECK_OK(
+		store_append(s, SEG_REC_JOURNAL, NULL, j2, (uint32_t)strlen(j2), NULL, NULL, NULL));
 	big[0] ^= 0x5a;
 	SHA256(big, n, h2);
 	CHECK_OK(store_append(s, SEG_REC_CHUNK | STORE_APPEND_COLD, h2, big, n, &lc2, &end, NULL));
