@@ -208,6 +208,35 @@ static int bucket_autocreate(core *c, meta_conn *w, json_t *op, const char *b, s
  * loser is kept as a conflict version (a null version that loses gets the
  * version id its (hlc, node) would have had, identical on every host).
  */
+int core_version_insert(meta_conn *w, const core_vrow *r, sl_err *err)
+{
+	sqlite3_stmt *st = meta_stmt(w,
+				     "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, "
+				     "etag,"
+				     " mtime_ms, meta, state, chunks, parts) "
+				     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+				     err);
+	if (!st)
+		return err->code;
+	sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->vid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, r->hlc);
+	sqlite3_bind_text(st, 5, r->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, r->dm);
+	sqlite3_bind_int64(st, 7, r->size);
+	sqlite3_bind_text(st, 8, r->etag, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, r->mtime_ms);
+	sqlite3_bind_text(st, 10, r->meta, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 11, r->state);
+	sqlite3_bind_blob(st, 12, r->chunks, (int)r->chunks_len, SQLITE_STATIC);
+	if (r->parts)
+		sqlite3_bind_text(st, 13, r->parts, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 13);
+	return meta_done(w, st, err);
+}
+
 static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 {
 	const char *b = core_jstr(op, "b"), *k = core_jstr(op, "k"), *v = core_jstr(op, "v");
@@ -299,32 +328,21 @@ static int apply_put(core *c, meta_conn *w, json_t *op, int remote, sl_err *err)
 	json_t *parts = json_object_get(op, "parts");
 	char *parts_s = json_is_array(parts) ? json_dumps(parts, JSON_COMPACT) : NULL;
 	if (rc == 0) {
-		st = meta_stmt(w,
-			       "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
-			       " mtime_ms, meta, state, chunks, parts) "
-			       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-			       err);
-		if (!st)
-			rc = err->code;
-	}
-	if (rc == 0) {
-		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, hlc);
-		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 6, dm);
-		sqlite3_bind_int64(st, 7, core_jint(op, "size"));
-		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 9, core_jint(op, "ms"));
-		sqlite3_bind_text(st, 10, meta_s, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 11, state);
-		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
-		if (parts_s)
-			sqlite3_bind_text(st, 13, parts_s, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 13);
-		rc = meta_done(w, st, err);
+		core_vrow row = { .bucket = b,
+				  .key = k,
+				  .vid = vid,
+				  .node = node,
+				  .etag = etag,
+				  .meta = meta_s,
+				  .parts = parts_s,
+				  .hlc = hlc,
+				  .size = core_jint(op, "size"),
+				  .mtime_ms = core_jint(op, "ms"),
+				  .dm = dm,
+				  .state = state,
+				  .chunks = blob,
+				  .chunks_len = blen };
+		rc = core_version_insert(w, &row, err);
 	}
 	free(parts_s);
 	free(blob);

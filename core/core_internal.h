@@ -113,6 +113,16 @@ int64_t core_oplog_head_db(meta_conn *w);
  * another host) by [hex, len, seg, off] here; SL_ENOKEY if one is not
  * stored (what names the op in the message). */
 int core_chunks_relocate(core *c, meta_conn *w, json_t *op, const char *what, sl_err *err);
+/* One row of the versions table, as put ops and snapshot records write it
+ * (strings borrowed; parts NULL for a version not assembled from parts). */
+typedef struct core_vrow {
+	const char *bucket, *key, *vid, *node, *etag, *meta, *parts;
+	int64_t hlc, size, mtime_ms;
+	int dm, state;
+	const void *chunks; /* core_chunks_blob */
+	size_t chunks_len;
+} core_vrow;
+int core_version_insert(meta_conn *w, const core_vrow *r, sl_err *err);
 /* Applies a snap-* journal op (core/snapshot.c). */
 int core_snapshot_apply_op(core *c, meta_conn *w, json_t *op, sl_err *err);
 

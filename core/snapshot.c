@@ -393,32 +393,21 @@ static int snap_version_apply(core *c, meta_conn *w, json_t *op, sl_err *err)
 		rc = meta_done(w, st, err);
 	}
 	if (rc == 0) {
-		st = meta_stmt(w,
-			       "INSERT INTO versions(bucket, key, vid, hlc, node, dm, size, etag,"
-			       " mtime_ms, meta, state, chunks, parts) "
-			       "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-			       err);
-		if (!st)
-			rc = err->code;
-	}
-	if (rc == 0) {
-		sqlite3_bind_text(st, 1, b, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, core_jint(op, "hlc"));
-		sqlite3_bind_text(st, 5, node, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 6, json_is_true(json_object_get(op, "dm")));
-		sqlite3_bind_int64(st, 7, core_jint(op, "size"));
-		sqlite3_bind_text(st, 8, etag, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 9, core_jint(op, "ms"));
-		sqlite3_bind_text(st, 10, meta, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 11, (int)core_jint(op, "state"));
-		sqlite3_bind_blob(st, 12, blob, (int)blen, SQLITE_STATIC);
-		if (parts)
-			sqlite3_bind_text(st, 13, parts, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 13);
-		rc = meta_done(w, st, err);
+		core_vrow row = { .bucket = b,
+				  .key = k,
+				  .vid = v,
+				  .node = node,
+				  .etag = etag,
+				  .meta = meta,
+				  .parts = parts,
+				  .hlc = core_jint(op, "hlc"),
+				  .size = core_jint(op, "size"),
+				  .mtime_ms = core_jint(op, "ms"),
+				  .dm = json_is_true(json_object_get(op, "dm")),
+				  .state = (int)core_jint(op, "state"),
+				  .chunks = blob,
+				  .chunks_len = blen };
+		rc = core_version_insert(w, &row, err);
 	}
 	free(blob);
 	if (rc == 0 && json_is_true(json_object_get(op, "cur"))) {
