@@ -132,13 +132,21 @@ typedef struct repl_prog {
 	int64_t t0, last;
 } repl_prog;
 
+/* 1 when a progress line is due (a terminal, and 200 ms since the last). */
+static int repl_prog_due(repl_prog *p, int64_t now)
+{
+	if (!p->tty || now - p->last < 200)
+		return 0;
+	p->last = now;
+	return 1;
+}
+
 static void repl_progress(void *ctx, const repl_counters *c, int64_t pos, int64_t head)
 {
 	repl_prog *p = ctx;
 	int64_t now = repl_now_ms();
-	if (!p->tty || now - p->last < 200)
+	if (!repl_prog_due(p, now))
 		return;
-	p->last = now;
 	char b[32];
 	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
 	double s = (double)(now - p->t0) / 1000.0;
@@ -165,9 +173,8 @@ static void repl_snap_progress(void *ctx, const repl_counters *c, int64_t done, 
 {
 	repl_prog *p = ctx;
 	int64_t now = repl_now_ms();
-	if (!p->tty || now - p->last < 200)
+	if (!repl_prog_due(p, now))
 		return;
-	p->last = now;
 	char b[32];
 	repl_fmt_bytes(c->chunk_bytes, b, sizeof(b));
 	fprintf(stderr,

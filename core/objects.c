@@ -2253,6 +2253,17 @@ void core_jobs_stop(core *c)
 	pthread_cond_destroy(&c->jcv);
 }
 
+/* Appends j to the workers' queue and wakes them; caller holds jmu. */
+static void job_enqueue_locked(core *c, core_chunk_job *j)
+{
+	if (c->jtail)
+		c->jtail->next = j;
+	else
+		c->jhead = j;
+	c->jtail = j;
+	pthread_cond_broadcast(&c->jcv);
+}
+
 static core_chunk_job *chunk_put_async(core *c, const void *buf, uint32_t len, int cold)
 {
 	if (c->njthreads == 0)
@@ -2271,12 +2282,7 @@ static core_chunk_job *chunk_put_async(core *c, const void *buf, uint32_t len, i
 	j->buf = buf;
 	j->len = len;
 	j->cold = cold;
-	if (c->jtail)
-		c->jtail->next = j;
-	else
-		c->jhead = j;
-	c->jtail = j;
-	pthread_cond_broadcast(&c->jcv);
+	job_enqueue_locked(c, j);
 	pthread_mutex_unlock(&c->jmu);
 	return j;
 }
@@ -2381,12 +2387,7 @@ static int core_task_run(core *c, void (*fn)(void *), void *arg)
 		free(j);
 		return -1;
 	}
-	if (c->jtail)
-		c->jtail->next = j;
-	else
-		c->jhead = j;
-	c->jtail = j;
-	pthread_cond_broadcast(&c->jcv);
+	job_enqueue_locked(c, j);
 	pthread_mutex_unlock(&c->jmu);
 	return 0;
 }
