@@ -143,21 +143,18 @@ static void fs_inodeFree(fs_inode *in)
 	free(in);
 }
 
+/* Frees every inode, hashed or not: the kernel's references (an unlinked
+ * file still open, a replaced name not yet forgotten) end with the session,
+ * and the kernel need not send its forgets before the session ends. */
 void fs_inode_table_free(fs_ctx *m)
 {
-	for (size_t i = 0; m->htab && i < m->hsize; i++) {
-		fs_inode *in = m->htab[i];
-		while (in) {
-			fs_inode *next = in->hnext;
-			if (in->data)
-				fs_data_free(m, in->data);
-			in->data = NULL;
-			if (in != &m->root)
-				fs_inodeFree(in);
-			in = next;
-		}
+	for (fs_inode *in = m->all, *next; in; in = next) {
+		next = in->anext;
+		if (in->data)
+			fs_data_free(m, in->data);
+		fs_inodeFree(in);
 	}
-	/* Unhashed inodes still referenced by the kernel are gone with the session. */
+	m->all = NULL;
 	free(m->htab);
 	m->htab = NULL;
 	free(m->moved);
@@ -207,6 +204,10 @@ fs_inode *fs_inode_ref(fs_ctx *m, const char *bucket, const char *path, int is_d
 		if (in) {
 			in->is_dir = is_dir;
 			in->st_ino = fs_inoFor(m, bucket, path, is_dir);
+			in->anext = m->all;
+			if (m->all)
+				m->all->aprev = in;
+			m->all = in;
 			if (m->hcount * 2 > m->hsize)
 				fs_hashGrow(m);
 			fs_hashInsert(m, in);
@@ -225,6 +226,12 @@ static void fs_inodeMaybeFree(fs_ctx *m, fs_inode *in)
 	assert(in->data == NULL);
 	fs_hashRemove(m, in);
 	fs_movedDel(m, in);
+	if (in->aprev)
+		in->aprev->anext = in->anext;
+	else
+		m->all = in->anext;
+	if (in->anext)
+		in->anext->aprev = in->aprev;
 	fs_inodeFree(in);
 }
 

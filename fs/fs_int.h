@@ -45,6 +45,7 @@ struct fs_data;
  * protected by fs_mount.ilock. */
 typedef struct fs_inode {
 	struct fs_inode *hnext; /* chain in the path hash */
+	struct fs_inode *anext, *aprev; /* every live inode but the root, hashed or not */
 	uint64_t st_ino;
 	char *bucket; /* NULL: the bucket-list root */
 	char *path;   /* key path without trailing '/'; "" at a bucket's root */
@@ -165,6 +166,7 @@ struct fs_mount {
 	pthread_mutex_t ilock; /* inode table */
 	fs_inode **htab;
 	size_t hsize, hcount;
+	fs_inode *all; /* list of live inodes (anext/aprev): freed at unmount */
 	uint64_t next_ino;
 	fs_inode root;
 	fs_inode **moved; /* renamed inodes still alive (st_ino collision check) */
