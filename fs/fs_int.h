@@ -44,7 +44,7 @@ struct fs_data;
  * st_ino reported is a hash of the name (see fs_inode.c). Fields other than the immutable ones are
  * protected by fs_mount.ilock. */
 typedef struct fs_inode {
-	struct fs_inode *hnext; /* chain in the path hash */
+	struct fs_inode *hnext;		/* chain in the path hash */
 	struct fs_inode *anext, *aprev; /* every live inode but the root, hashed or not */
 	uint64_t st_ino;
 	char *bucket; /* NULL: the bucket-list root */
