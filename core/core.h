@@ -216,6 +216,10 @@ int core_get_open(core *c, const char *bucket, const char *key, const char *vers
  * Every chunk is read whole and checked against the CRC-32C its segment record
  * carries over its hash and data (SL_ECORRUPT on mismatch, never wrong bytes);
  * scrub re-hashes the SHA-256 of every chunk. */
+/* A reader over the stored chunks ch[0..n) (copied) as if they were one
+ * object: what replication sends. A missing chunk fails the read that reaches
+ * it (SL_ECORRUPT), like a damaged one. */
+int core_chunks_open(core *c, const core_chunkref *ch, size_t n, core_reader **out, sl_err *err);
 ssize_t core_read_at(core_reader *r, void *buf, size_t len, uint64_t off, sl_err *err);
 void core_reader_free(core_reader *r);
 

@@ -1174,18 +1174,45 @@ int core_get_chunks(core *c, const char *bucket, const char *key, const char *ve
 	return rc;
 }
 
-int core_get_open(core *c, const char *bucket, const char *key, const char *version_id,
-		  core_objinfo *info, core_reader **out, sl_err *err)
+/* A reader over chunks rd->ch[0..n): offsets, size. Frees rd on failure. */
+static int reader_ready(core_reader *rd, core_reader **out, sl_err *err)
 {
-	*out = NULL;
+	rd->offs = malloc((rd->n + 1) * sizeof(*rd->offs));
+	if (!rd->offs) {
+		core_reader_free(rd);
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	}
+	uint64_t o = 0;
+	for (size_t i = 0; i < rd->n; i++) {
+		rd->offs[i] = o;
+		o += rd->ch[i].len;
+	}
+	rd->offs[rd->n] = o;
+	rd->size = o;
+	*out = rd;
+	return 0;
+}
+
+static core_reader *reader_new(core *c)
+{
 	core_reader *rd = calloc(1, sizeof(*rd));
 	if (!rd)
-		return sl_err_set(err, SL_ENOMEM, "out of memory");
+		return NULL;
 	rd->c = c;
 	rd->loaded = -1;
 	rd->pf_idx = -1;
 	pthread_mutex_init(&rd->mu, NULL);
 	pthread_cond_init(&rd->cv, NULL);
+	return rd;
+}
+
+int core_get_open(core *c, const char *bucket, const char *key, const char *version_id,
+		  core_objinfo *info, core_reader **out, sl_err *err)
+{
+	*out = NULL;
+	core_reader *rd = reader_new(c);
+	if (!rd)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	int rc = core_get_chunks(c, bucket, key, version_id, info, &rd->ch, &rd->n, err);
 	if (rc < 0) {
 		core_reader_free(rd);
@@ -1202,20 +1229,20 @@ int core_get_open(core *c, const char *bucket, const char *key, const char *vers
 		}
 		return rc;
 	}
-	rd->offs = malloc((rd->n + 1) * sizeof(*rd->offs));
-	if (!rd->offs) {
+	return reader_ready(rd, out, err);
+}
+
+int core_chunks_open(core *c, const core_chunkref *ch, size_t n, core_reader **out, sl_err *err)
+{
+	*out = NULL;
+	core_reader *rd = reader_new(c);
+	if (!rd || !(rd->ch = malloc((n ? n : 1) * sizeof(*ch)))) {
 		core_reader_free(rd);
 		return sl_err_set(err, SL_ENOMEM, "out of memory");
 	}
-	uint64_t o = 0;
-	for (size_t i = 0; i < rd->n; i++) {
-		rd->offs[i] = o;
-		o += rd->ch[i].len;
-	}
-	rd->offs[rd->n] = o;
-	rd->size = o;
-	*out = rd;
-	return 0;
+	memcpy(rd->ch, ch, n * sizeof(*ch));
+	rd->n = n;
+	return reader_ready(rd, out, err);
 }
 
 static int core_slot_get(core *c);
@@ -1259,13 +1286,30 @@ static void reader_prefetch_release(core_reader *rd)
 	}
 }
 
-/* Starts reading chunk i into pbuf in the background, if a slot is free. */
+/* Has the kernel start reading chunk i of rd from its segment. */
+static void reader_advise(core_reader *rd, size_t i)
+{
+	static const uint8_t hole[32];
+	if (i >= rd->n || rd->ch[i].len == 0 || memcmp(rd->ch[i].hash, hole, 32) == 0)
+		return;
+	store_loc loc;
+	meta_conn *r = meta_reader(rd->c->md);
+	int found = core_chunk_loc(rd->c, r, rd->ch[i].hash, &loc, NULL) == 0;
+	meta_reader_release(rd->c->md, r);
+	if (found)
+		store_advise(rd->c->st, loc);
+}
+
+/* Starts reading chunk i into pbuf in the background, if a slot is free, with
+ * the disk already reading the chunks i and i + 1 as whole requests. */
 static void reader_prefetch(core_reader *rd, size_t i)
 {
 	if (i >= rd->n || rd->ch[i].len == 0) {
 		reader_prefetch_release(rd);
 		return;
 	}
+	reader_advise(rd, i);
+	reader_advise(rd, i + 1);
 	if (!rd->slot && !(rd->slot = core_slot_get(rd->c)))
 		return;
 	if (rd->pcap < rd->ch[i].len) {

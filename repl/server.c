@@ -159,23 +159,31 @@ static void repl_srv_oplog(repl *rp, s3d_req *r)
 				"entries", arr));
 }
 
-/* Streams [hash][u32 BE len][data] for each requested hash, one chunk in
- * memory at a time. A hash not stored here gets len 0xffffffff and no data. */
+/* Streams [hash][u32 BE len][data] for each requested hash. The data comes
+ * through a core reader over the stored ones, which checks each chunk's CRC
+ * and reads the next chunk in the background while this one is sent (the
+ * segments of an upload are not in the page cache: it bypassed it). A hash
+ * not stored here gets len 0xffffffff and no data. */
 typedef struct repl_chunk_tx {
 	core *c;
 	uint8_t *hashes;
 	uint32_t *lens;
-	size_t n, idx;
-	uint8_t *buf; /* current record: header + data */
-	size_t blen, boff;
+	size_t n, idx;	     /* the record being sent is idx - 1 */
+	uint8_t hdr[36];     /* its header */
+	size_t hoff;	     /* header bytes sent */
+	uint64_t dleft;	     /* its data bytes still to send */
+	core_reader *rd;     /* over the stored chunks among hashes, in order */
+	uint64_t pos;	     /* next byte of rd */
+	core_chunkref *refs; /* for rd */
 } repl_chunk_tx;
 
 static void repl_chunk_tx_free(void *cls)
 {
 	repl_chunk_tx *t = cls;
+	core_reader_free(t->rd);
 	free(t->hashes);
 	free(t->lens);
-	free(t->buf);
+	free(t->refs);
 	free(t);
 }
 
@@ -185,32 +193,34 @@ static ssize_t repl_chunk_tx_read(void *cls, uint64_t pos, char *out, size_t max
 	repl_chunk_tx *t = cls;
 	size_t w = 0;
 	while (w < max) {
-		if (t->boff == t->blen) {
+		if (t->hoff == sizeof(t->hdr) && t->dleft == 0) {
 			if (t->idx == t->n)
 				break;
 			uint32_t len = t->lens[t->idx];
-			memcpy(t->buf, t->hashes + 32 * t->idx, 32);
-			t->buf[32] = (uint8_t)(len >> 24);
-			t->buf[33] = (uint8_t)(len >> 16);
-			t->buf[34] = (uint8_t)(len >> 8);
-			t->buf[35] = (uint8_t)len;
-			t->blen = 36;
-			t->boff = 0;
-			if (len != REPL_CHUNK_MISSING && len > 0) {
-				core_chunkref ref;
-				memcpy(ref.hash, t->hashes + 32 * t->idx, 32);
-				ref.len = len;
-				if (core_chunk_read(t->c, &ref, 0, t->buf + 36, len, NULL) < 0)
-					return w > 0 ? (ssize_t)w
-						     : MHD_CONTENT_READER_END_WITH_ERROR;
-				t->blen += len;
-			}
+			memcpy(t->hdr, t->hashes + 32 * t->idx, 32);
+			t->hdr[32] = (uint8_t)(len >> 24);
+			t->hdr[33] = (uint8_t)(len >> 16);
+			t->hdr[34] = (uint8_t)(len >> 8);
+			t->hdr[35] = (uint8_t)len;
+			t->hoff = 0;
+			t->dleft = len == REPL_CHUNK_MISSING ? 0 : len;
 			t->idx++;
 		}
-		size_t k = t->blen - t->boff < max - w ? t->blen - t->boff : max - w;
-		memcpy(out + w, t->buf + t->boff, k);
-		t->boff += k;
-		w += k;
+		if (t->hoff < sizeof(t->hdr)) {
+			size_t k = sizeof(t->hdr) - t->hoff < max - w ? sizeof(t->hdr) - t->hoff
+								      : max - w;
+			memcpy(out + w, t->hdr + t->hoff, k);
+			t->hoff += k;
+			w += k;
+			continue;
+		}
+		size_t k = t->dleft < max - w ? (size_t)t->dleft : max - w;
+		ssize_t got = core_read_at(t->rd, out + w, k, t->pos, NULL);
+		if (got <= 0)
+			return w > 0 ? (ssize_t)w : MHD_CONTENT_READER_END_WITH_ERROR;
+		t->pos += (uint64_t)got;
+		t->dleft -= (uint64_t)got;
+		w += (size_t)got;
 	}
 	if (w == 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
@@ -225,14 +235,16 @@ static void repl_srv_chunks_finish(s3d_req *r)
 	repl_chunk_tx *t = calloc(1, sizeof(*t));
 	size_t cap = len / 64 + 1;
 	if (!t || !(t->hashes = malloc(cap * 32)) || !(t->lens = malloc(cap * sizeof(uint32_t))) ||
-	    !(t->buf = malloc(36 + CORE_CHUNK_SIZE))) {
+	    !(t->refs = malloc(cap * sizeof(*t->refs)))) {
 		if (t)
 			repl_chunk_tx_free(t);
 		repl_srv_error(r, 503, "SlowDown", "out of memory");
 		return;
 	}
 	t->c = rp->core;
+	t->hoff = sizeof(t->hdr); /* no record started */
 	uint64_t total = 0;
+	size_t nref = 0;
 	size_t off = 0;
 	while (off < len) {
 		size_t ln = strcspn(p + off, "\n");
@@ -248,8 +260,12 @@ static void repl_srv_chunks_finish(s3d_req *r)
 			return;
 		}
 		uint32_t cl = 0;
-		if (!core_chunk_has(rp->core, t->hashes + 32 * t->n, &cl))
+		if (!core_chunk_has(rp->core, t->hashes + 32 * t->n, &cl)) {
 			cl = REPL_CHUNK_MISSING;
+		} else if (cl > 0) {
+			memcpy(t->refs[nref].hash, t->hashes + 32 * t->n, 32);
+			t->refs[nref++].len = cl;
+		}
 		t->lens[t->n++] = cl;
 		total += 36 + (cl == REPL_CHUNK_MISSING ? 0 : cl);
 		off += ln;
@@ -257,6 +273,12 @@ static void repl_srv_chunks_finish(s3d_req *r)
 	if (t->n > REPL_FETCH_BATCH * 4) {
 		repl_chunk_tx_free(t);
 		repl_srv_error(r, 400, "InvalidArgument", "too many hashes in one request");
+		return;
+	}
+	sl_err err = { 0 };
+	if (core_chunks_open(rp->core, t->refs, nref, &t->rd, &err) < 0) {
+		repl_chunk_tx_free(t);
+		repl_srv_error_sl(r, SL_ENOMEM, &err);
 		return;
 	}
 	struct MHD_Response *resp = MHD_create_response_from_callback(

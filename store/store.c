@@ -519,6 +519,19 @@ int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl
 	return 0;
 }
 
+void store_advise(store *s, store_loc loc)
+{
+	char path[4096];
+	seg_path(s, loc.seg, path, sizeof(path));
+	int fd = s->io->open(s->io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return; /* the read that follows reports it */
+	uint64_t from = loc.off > SEG_REC_HEADER + 32 ? loc.off - SEG_REC_HEADER - 32 : 0;
+	(void)posix_fadvise(fd, (off_t)from, (off_t)(loc.off + loc.len - from),
+			    POSIX_FADV_WILLNEED);
+	s->io->close(s->io, fd);
+}
+
 int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf, sl_err *err)
 {
 	uint8_t head[SEG_REC_HEADER + 32];

@@ -76,6 +76,10 @@ store_pos store_tail(store *s);
  * checks it: the record around it must be a CHUNK record of that length for
  * hash, and its CRC-32C must match. SL_ECORRUPT if not. */
 int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf, sl_err *err);
+/* Starts reading the record at loc into the page cache in the background
+ * (POSIX_FADV_WILLNEED): a whole chunk as one request rather than the small
+ * synchronous read-ahead a fresh descriptor gets. Advisory; no error. */
+void store_advise(store *s, store_loc loc);
 /* Reads len bytes at off of segment seg. SL_EIO / SL_ECORRUPT on failure. */
 int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err);
 
