@@ -172,10 +172,85 @@ int core_meta_valid(const char *meta, sl_err *err)
 	return 0;
 }
 
+static const char *meta_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* A string token at p ('"' ... '"') with nothing to unescape and only
+ * printable ASCII inside; its text is [*s, *s + *len). Returns the byte after
+ * it, or NULL when it is not that plain case. */
+static const char *meta_plainStr(const char *p, const char **s, size_t *len)
+{
+	if (*p != '"')
+		return NULL;
+	const char *q = ++p;
+	while (*q != '"') {
+		unsigned char ch = (unsigned char)*q;
+		if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+			return NULL; /* end of text, a control byte, UTF-8 or an escape */
+		q++;
+	}
+	*s = p;
+	*len = (size_t)(q - p);
+	return q + 1;
+}
+
+int core_meta_fields(const char *meta, const char *const *names, size_t n,
+		     char (*out)[CORE_META_FIELD_MAX], unsigned *found)
+{
+	*found = 0;
+	if (!meta)
+		return 1;
+	size_t nl[32];
+	if (n > 32)
+		n = 32;
+	for (size_t i = 0; i < n; i++)
+		nl[i] = strlen(names[i]);
+	const char *p = meta_ws(meta);
+	if (*p++ != '{')
+		return 0;
+	p = meta_ws(p);
+	if (*p == '}')
+		return *meta_ws(p + 1) == '\0';
+	for (;;) {
+		const char *k, *v;
+		size_t kl, vl;
+		if (!(p = meta_plainStr(p, &k, &kl)))
+			return 0;
+		p = meta_ws(p);
+		if (*p++ != ':')
+			return 0;
+		if (!(p = meta_plainStr(meta_ws(p), &v, &vl)))
+			return 0; /* not a plain string value */
+		for (size_t i = 0; i < n; i++) {
+			if (nl[i] != kl || memcmp(names[i], k, kl) != 0)
+				continue;
+			if (vl >= CORE_META_FIELD_MAX)
+				return 0;
+			memcpy(out[i], v, vl);
+			out[i][vl] = '\0';
+			*found |= 1u << i; /* a repeated name: the last one wins, as in jansson */
+		}
+		p = meta_ws(p);
+		if (*p == '}')
+			return *meta_ws(p + 1) == '\0';
+		if (*p++ != ',')
+			return 0;
+		p = meta_ws(p);
+	}
+}
+
 char *core_meta_get(const char *meta_json, const char *name)
 {
 	if (!meta_json)
 		return NULL;
+	char val[1][CORE_META_FIELD_MAX];
+	unsigned found;
+	if (core_meta_fields(meta_json, &name, 1, val, &found))
+		return found ? strdup(val[0]) : NULL;
 	json_t *j = json_loads(meta_json, 0, NULL);
 	if (!j)
 		return NULL;

@@ -125,6 +125,16 @@ typedef struct core_objinfo {
 void core_objinfo_clear(core_objinfo *oi);
 /* Looks up one value in oi->meta; returns a malloc'd copy or NULL. */
 char *core_meta_get(const char *meta_json, const char *name);
+/* The values of the top-level members names[0..n) (n <= 32) of a metadata
+ * object, read without building it: bit i of *found set and out[i] a
+ * NUL-terminated copy for each present one. Only the plain case is read this
+ * way (string values, printable ASCII, no escapes, values shorter than
+ * CORE_META_FIELD_MAX), and then the result is what jansson would give;
+ * returns 0 for anything else (parse it with jansson then), 1 when read
+ * (meta NULL: nothing found). */
+#define CORE_META_FIELD_MAX 64
+int core_meta_fields(const char *meta, const char *const *names, size_t n,
+		     char (*out)[CORE_META_FIELD_MAX], unsigned *found);
 
 /* HEAD: version_id NULL or "" means latest. Latest being a delete marker gives
  * SL_ENOKEY with out->delete_marker = 1 and out->version_id set. Asking for a

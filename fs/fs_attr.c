@@ -68,6 +68,39 @@ void fs_attr_dir_default(fs_ctx *m, int64_t mtime_ms, struct stat *st)
 	st->st_ctim = st->st_atim = st->st_mtim;
 }
 
+/* The attribute members of object metadata, in the order fs_attrApply takes. */
+static const char *const fs_attrNames[] = { "x-amz-meta-mode",	"x-amz-meta-uid",
+					    "x-amz-meta-gid",	"x-amz-meta-mtime",
+					    "x-amz-meta-ctime", "x-amz-meta-atime" };
+#define FS_NATTR (sizeof(fs_attrNames) / sizeof(fs_attrNames[0]))
+
+/* Applies the attribute values v[i] (NULL: absent) over st's defaults. */
+static void fs_attrApply(const char *const v[FS_NATTR], int is_dir, struct stat *st)
+{
+	uint64_t n;
+	if (fs_parseUint(v[0], 1, &n) == 0) {
+		mode_t perm = (mode_t)(n & 07777), type = (mode_t)(n & S_IFMT);
+		if (is_dir)
+			st->st_mode = S_IFDIR | perm;
+		else if (type == S_IFLNK)
+			st->st_mode = S_IFLNK | 0777;
+		else
+			st->st_mode = S_IFREG | perm; /* other types are shown as files */
+	}
+	if (fs_parseUint(v[1], 0, &n) == 0 && n < UINT32_MAX)
+		st->st_uid = (uid_t)n;
+	if (fs_parseUint(v[2], 0, &n) == 0 && n < UINT32_MAX)
+		st->st_gid = (gid_t)n;
+	struct timespec ts;
+	if (fs_parseTime(v[3], &ts) == 0)
+		st->st_mtim = ts;
+	st->st_atim = st->st_ctim = st->st_mtim;
+	if (fs_parseTime(v[4], &ts) == 0)
+		st->st_ctim = ts;
+	if (fs_parseTime(v[5], &ts) == 0)
+		st->st_atim = ts;
+}
+
 void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime_ms, int is_dir,
 		       struct stat *st)
 {
@@ -77,38 +110,24 @@ void fs_attr_from_meta(fs_ctx *m, const char *meta, uint64_t size, int64_t mtime
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 	}
-	json_t *j = meta ? json_loads(meta, 0, NULL) : NULL;
-	if (!j || !json_is_object(j)) {
+	const char *v[FS_NATTR] = { NULL };
+	/* the plain case without building a JSON object: listings and getattr
+	 * of many files spent most of their time in the parser */
+	char vals[FS_NATTR][CORE_META_FIELD_MAX];
+	unsigned found;
+	if (meta && core_meta_fields(meta, fs_attrNames, FS_NATTR, vals, &found)) {
+		for (size_t i = 0; i < FS_NATTR; i++)
+			v[i] = found & (1u << i) ? vals[i] : NULL;
+		fs_attrApply(v, is_dir, st);
+	} else if (meta) {
+		json_t *j = json_loads(meta, 0, NULL);
+		if (j && json_is_object(j)) {
+			for (size_t i = 0; i < FS_NATTR; i++)
+				v[i] = json_string_value(json_object_get(j, fs_attrNames[i]));
+			fs_attrApply(v, is_dir, st);
+		}
 		json_decref(j);
-		st->st_blocks = (st->st_size + 511) / 512;
-		return;
 	}
-	uint64_t v;
-	const char *s = json_string_value(json_object_get(j, "x-amz-meta-mode"));
-	if (fs_parseUint(s, 1, &v) == 0) {
-		mode_t perm = (mode_t)(v & 07777), type = (mode_t)(v & S_IFMT);
-		if (is_dir)
-			st->st_mode = S_IFDIR | perm;
-		else if (type == S_IFLNK)
-			st->st_mode = S_IFLNK | 0777;
-		else
-			st->st_mode = S_IFREG | perm; /* other types are shown as files */
-	}
-	s = json_string_value(json_object_get(j, "x-amz-meta-uid"));
-	if (fs_parseUint(s, 0, &v) == 0 && v < UINT32_MAX)
-		st->st_uid = (uid_t)v;
-	s = json_string_value(json_object_get(j, "x-amz-meta-gid"));
-	if (fs_parseUint(s, 0, &v) == 0 && v < UINT32_MAX)
-		st->st_gid = (gid_t)v;
-	struct timespec ts;
-	if (fs_parseTime(json_string_value(json_object_get(j, "x-amz-meta-mtime")), &ts) == 0)
-		st->st_mtim = ts;
-	st->st_atim = st->st_ctim = st->st_mtim;
-	if (fs_parseTime(json_string_value(json_object_get(j, "x-amz-meta-ctime")), &ts) == 0)
-		st->st_ctim = ts;
-	if (fs_parseTime(json_string_value(json_object_get(j, "x-amz-meta-atime")), &ts) == 0)
-		st->st_atim = ts;
-	json_decref(j);
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 

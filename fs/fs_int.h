@@ -110,11 +110,9 @@ typedef struct fs_data {
 /* Directory handle: one page of a listing, addressed by entry index. */
 typedef struct fs_dirent {
 	char *name;
-	int is_dir;   /* 0 file, 1 dir, 2 symlink, 3 unknown */
-	int has_attr; /* an object: meta/size/mtime give its attributes */
-	char *meta;   /* the object's JSON metadata (readdirplus) */
-	uint64_t size;
-	int64_t mtime_ms;
+	int is_dir;	/* 0 file, 1 dir, 2 symlink, 3 unknown */
+	int has_attr;	/* an object: st holds its attributes */
+	struct stat st; /* from the listing's metadata (for readdirplus) */
 } fs_dirent;
 
 typedef struct fs_dirh {

@@ -976,10 +976,8 @@ static void fs_opOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 
 static void fs_dirClearPage(fs_dirh *dh)
 {
-	for (size_t i = 0; i < dh->n; i++) {
+	for (size_t i = 0; i < dh->n; i++)
 		free(dh->ents[i].name);
-		free(dh->ents[i].meta);
-	}
 	free(dh->ents);
 	dh->ents = NULL;
 	dh->n = 0;
@@ -1072,28 +1070,20 @@ static int fs_dirLoad(fs_ctx *m, fs_dirh *dh)
 			free(asdir);
 			if (hidden)
 				continue;
-			/* d_type: regular unless the metadata says symlink; unknown
-			 * (the kernel asks) when the listing carries no metadata */
-			int is_dir = 3;
-			if (res.objs[i].meta && !strstr(res.objs[i].meta, "\"x-amz-meta-mode\"")) {
-				is_dir = 0; /* no mode: a regular file (no JSON parse needed) */
-			} else if (res.objs[i].meta) {
-				char *mv = core_meta_get(res.objs[i].meta, "x-amz-meta-mode");
-				is_dir = 0;
-				if (mv &&
-				    (strtoul(mv, NULL, mv[0] == '0' ? 8 : 10) & S_IFMT) == S_IFLNK)
-					is_dir = 2;
-				free(mv);
-			}
+			/* d_type: from the attributes the listing's metadata gives
+			 * (parsed once here, kept for readdirplus); unknown (the
+			 * kernel asks) when the listing carries no metadata */
+			const char *meta = res.objs[i].meta;
+			struct stat st;
+			if (meta)
+				fs_attr_from_meta(m, strstr(meta, "\"x-amz-meta-") ? meta : NULL,
+						  res.objs[i].size, res.objs[i].mtime_ms, 0, &st);
+			int is_dir = !meta ? 3 : S_ISLNK(st.st_mode) ? 2 : 0;
 			r = fs_dirAdd(dh, &cap, nm, nl, is_dir);
-			if (r == 0 && res.objs[i].meta) {
-				/* keep what readdirplus needs for the entry's attributes */
+			if (r == 0 && meta) {
 				fs_dirent *de = &dh->ents[dh->n - 1];
 				de->has_attr = 1;
-				de->meta = res.objs[i].meta;
-				res.objs[i].meta = NULL;
-				de->size = res.objs[i].size;
-				de->mtime_ms = res.objs[i].mtime_ms;
+				de->st = st;
 			}
 		}
 		for (size_t i = 0; i < res.nprefixes && r == 0; i++) {
@@ -1142,8 +1132,7 @@ static int fs_dirPlusEntry(fs_ctx *m, fs_dirh *dh, const fs_dirent *de, struct f
 	free(path);
 	if (!in)
 		return -ENOMEM;
-	struct stat st;
-	fs_attr_from_meta(m, de->meta, de->size, de->mtime_ms, 0, &st);
+	struct stat st = de->st;
 	if (in->data)
 		fs_stat(m, in, &st); /* open file: buffered size and times */
 	e->ino = fs_inode_id(m, in);

@@ -11,6 +11,8 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "check.h"
 #include "core/core.h"
 #include "meta/hlc.h"
@@ -902,6 +904,100 @@ static void test_crash_and_faults(void)
 	CHECK(strstr(err.msg, "in use") != NULL);
 }
 
+/* core_meta_fields against jansson: whatever it reads must be what jansson
+ * gives; it must read the plain metadata the front ends write; anything else
+ * it must hand back (return 0). Hand-picked cases, then mutations. */
+static int meta_fields_agree(const char *meta, const char *const *names, size_t n)
+{
+	char vals[4][CORE_META_FIELD_MAX];
+	unsigned found;
+	if (!core_meta_fields(meta, names, n, vals, &found))
+		return 1; /* not read: the caller parses it */
+	json_t *j = json_loads(meta, 0, NULL);
+	if (!j || !json_is_object(j)) {
+		json_decref(j);
+		return 0; /* read something jansson refuses */
+	}
+	int ok = 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *v = json_string_value(json_object_get(j, names[i]));
+		int has = (found >> i) & 1;
+		if (has != (v != NULL) || (v && strcmp(v, vals[i]) != 0))
+			ok = 0;
+	}
+	json_decref(j);
+	return ok;
+}
+
+static void test_meta_fields(void)
+{
+	const char *names[] = { "x-amz-meta-mode", "x-amz-meta-uid", "content-type", "a" };
+	char vals[4][CORE_META_FIELD_MAX];
+	unsigned found;
+	const char *plain = "{\"content-type\":\"text/plain\",\"x-amz-meta-mode\":\"33188\","
+			    "\"x-amz-meta-mtime\":\"1795420783.418000000\"}";
+	CHECK(core_meta_fields(plain, names, 4, vals, &found) == 1);
+	CHECK(found == 5 && strcmp(vals[0], "33188") == 0 && strcmp(vals[2], "text/plain") == 0);
+	CHECK(core_meta_fields(" { } ", names, 4, vals, &found) == 1 && found == 0);
+	CHECK(core_meta_fields(NULL, names, 4, vals, &found) == 1 && found == 0);
+	CHECK(core_meta_fields("{\"a\":\"1\",\"a\":\"2\"}", names, 4, vals, &found) == 1 &&
+	      found == 8 && strcmp(vals[3], "2") == 0);
+	/* handed back: escapes, UTF-8, non-strings, bad JSON, trailing bytes */
+	const char *back[] = { "{\"a\":\"x\\\"y\"}",
+			       "{\"a\":\"caf\xc3\xa9\"}",
+			       "{\"a\":1}",
+			       "{\"a\":\"1\",}",
+			       "{\"a\":\"1\"} x",
+			       "{\"a\" \"1\"}",
+			       "[]",
+			       "{\"a\":\"1\"",
+			       "",
+			       "{\"a\":{\"b\":\"c\"}}" };
+	for (size_t i = 0; i < sizeof(back) / sizeof(back[0]); i++)
+		CHECK(core_meta_fields(back[i], names, 4, vals, &found) == 0);
+	char big[200];
+	snprintf(big, sizeof(big), "{\"a\":\"%0100d\"}", 7);
+	CHECK(core_meta_fields(big, names, 4, vals, &found) == 0);
+	/* mutations of plain metadata: agree with jansson or hand back */
+	const char alpha[] = "{}[]:,\"\\ \tau0123x-.\x01\x7f\xc3";
+	uint64_t rnd = 88172645463325252ull;
+	int bad = 0, read = 0;
+	for (int t = 0; t < 200000; t++) {
+		char buf[256];
+		snprintf(buf, sizeof(buf), "%s", plain);
+		size_t len = strlen(buf);
+		int edits = 1 + (int)(rnd % 4);
+		for (int e = 0; e < edits && len > 0; e++) {
+			rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+			size_t at = (size_t)(rnd % len);
+			char ch = alpha[(rnd >> 20) % (sizeof(alpha) - 1)];
+			switch ((rnd >> 40) % 3) {
+			case 0:
+				buf[at] = ch;
+				break; /* replace */
+			case 1:	       /* insert */
+				if (len + 1 < sizeof(buf)) {
+					memmove(buf + at + 1, buf + at, len - at + 1);
+					buf[at] = ch;
+					len++;
+				}
+				break;
+			default: /* delete */
+				memmove(buf + at, buf + at + 1, len - at);
+				len--;
+			}
+		}
+		if (!meta_fields_agree(buf, names, 4)) {
+			if (bad++ < 5)
+				fprintf(stderr, "core_meta_fields differs from jansson on: %s\n",
+					buf);
+		}
+		read += core_meta_fields(buf, names, 4, vals, &found);
+	}
+	CHECK(bad == 0);
+	CHECK(read > 1000); /* the mutations did exercise the reading path */
+}
+
 int main(void)
 {
 	dir = check_tmpdir();
@@ -915,6 +1011,7 @@ int main(void)
 	CHECK_OK(core_open(dir, NULL, &C, &err));
 	if (!C)
 		return check_done("core");
+	test_meta_fields();
 	test_buckets();
 	test_put_get();
 	test_pipeline();
