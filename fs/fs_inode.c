@@ -204,10 +204,7 @@ fs_inode *fs_inode_ref(fs_ctx *m, const char *bucket, const char *path, int is_d
 		if (in) {
 			in->is_dir = is_dir;
 			in->st_ino = fs_inoFor(m, bucket, path, is_dir);
-			in->anext = m->all;
-			if (m->all)
-				m->all->aprev = in;
-			m->all = in;
+			SL_DLIST_PUSH(m->all, in, aprev, anext);
 			if (m->hcount * 2 > m->hsize)
 				fs_hashGrow(m);
 			fs_hashInsert(m, in);
@@ -226,12 +223,7 @@ static void fs_inodeMaybeFree(fs_ctx *m, fs_inode *in)
 	assert(in->data == NULL);
 	fs_hashRemove(m, in);
 	fs_movedDel(m, in);
-	if (in->aprev)
-		in->aprev->anext = in->anext;
-	else
-		m->all = in->anext;
-	if (in->anext)
-		in->anext->aprev = in->aprev;
+	SL_DLIST_UNLINK(m->all, in, aprev, anext);
 	fs_inodeFree(in);
 }
 

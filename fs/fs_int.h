@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "common/dlist.h"
 #include "core/core.h"
 #include "fs/fs.h"
 

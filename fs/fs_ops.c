@@ -965,10 +965,7 @@ static void fs_opOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	}
 	pthread_mutex_init(&dh->lock, NULL);
 	pthread_mutex_lock(&m->fhlock);
-	dh->next = m->dhs;
-	if (m->dhs)
-		m->dhs->prev = dh;
-	m->dhs = dh;
+	SL_DLIST_PUSH(m->dhs, dh, prev, next);
 	pthread_mutex_unlock(&m->fhlock);
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	fuse_reply_open(req, fi);
@@ -1270,12 +1267,7 @@ static void fs_opReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	fs_ctx *m = fs_ctxOf(req);
 	fs_dirh *dh = (fs_dirh *)(uintptr_t)fi->fh;
 	pthread_mutex_lock(&m->fhlock);
-	if (dh->prev)
-		dh->prev->next = dh->next;
-	else
-		m->dhs = dh->next;
-	if (dh->next)
-		dh->next->prev = dh->prev;
+	SL_DLIST_UNLINK(m->dhs, dh, prev, next);
 	pthread_mutex_unlock(&m->fhlock);
 	fs_dirhFree(dh);
 	fuse_reply_err(req, 0);
@@ -1311,12 +1303,7 @@ static void fs_opFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct f
 static void fs_fhFree(fs_ctx *m, fs_fh *fh)
 {
 	pthread_mutex_lock(&m->fhlock);
-	if (fh->prev)
-		fh->prev->next = fh->next;
-	else
-		m->fhs = fh->next;
-	if (fh->next)
-		fh->next->prev = fh->prev;
+	SL_DLIST_UNLINK(m->fhs, fh, prev, next);
 	pthread_mutex_unlock(&m->fhlock);
 	free(fh);
 }
@@ -1379,12 +1366,8 @@ static int fs_openReply(fuse_req_t req, fs_ctx *m, fs_inode *in, struct fuse_fil
 	}
 	fh->ino = in;
 	fh->flags = fi->flags;
-	fh->prev = NULL;
 	pthread_mutex_lock(&m->fhlock);
-	fh->next = m->fhs;
-	if (m->fhs)
-		m->fhs->prev = fh;
-	m->fhs = fh;
+	SL_DLIST_PUSH(m->fhs, fh, prev, next);
 	pthread_mutex_unlock(&m->fhlock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;

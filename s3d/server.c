@@ -21,6 +21,7 @@
 
 #include <openssl/rand.h>
 
+#include "common/dlist.h"
 #include "ops/limits.h"
 #include "s3d/s3d_int.h"
 
@@ -625,10 +626,7 @@ static void s3d_watch_add(s3d *s, struct MHD_Connection *c)
 	e->t_phase = s3d_mono_us();
 	struct s3d_watch *wt = s->watch;
 	pthread_mutex_lock(&wt->lock);
-	e->next = wt->head;
-	if (wt->head)
-		wt->head->prev = e;
-	wt->head = e;
+	SL_DLIST_PUSH(wt->head, e, prev, next);
 	pthread_mutex_unlock(&wt->lock);
 }
 
@@ -645,14 +643,8 @@ static void s3d_watch_remove(s3d *s, struct MHD_Connection *c)
 	struct s3d_watch *wt = s->watch;
 	pthread_mutex_lock(&wt->lock);
 	s3d_conn *e = s3d_watch_find_locked(wt, c);
-	if (e) {
-		if (e->prev)
-			e->prev->next = e->next;
-		else
-			wt->head = e->next;
-		if (e->next)
-			e->next->prev = e->prev;
-	}
+	if (e)
+		SL_DLIST_UNLINK(wt->head, e, prev, next);
 	pthread_mutex_unlock(&wt->lock);
 	free(e);
 }
