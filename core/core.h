@@ -228,7 +228,8 @@ int core_get_open(core *c, const char *bucket, const char *key, const char *vers
  * scrub re-hashes the SHA-256 of every chunk. */
 /* A reader over the stored chunks ch[0..n) (copied) as if they were one
  * object: what replication sends. A missing chunk fails the read that reaches
- * it (SL_ECORRUPT), like a damaged one. */
+ * it (SL_ECORRUPT), like a damaged one. It asks the disk for the chunks ahead
+ * (uploads bypass the page cache, so what a peer fetches is on the disk). */
 int core_chunks_open(core *c, const core_chunkref *ch, size_t n, core_reader **out, sl_err *err);
 ssize_t core_read_at(core_reader *r, void *buf, size_t len, uint64_t off, sl_err *err);
 void core_reader_free(core_reader *r);
