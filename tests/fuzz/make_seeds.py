@@ -269,7 +269,20 @@ def policy_seeds():
         write("policy", name, b"\x00" + json.dumps(doc, indent=2).encode())
 
 
+def meta_seeds():
+    vals = {
+        "fs_file": '{"content-type":"application/octet-stream","x-amz-meta-mode":"33188",'
+                   '"x-amz-meta-uid":"0","x-amz-meta-gid":"0","x-amz-meta-mtime":"1795420783.418000000"}',
+        "spaced": '{ "a" : "1" , "x-amz-meta-m" : "" ,"":"empty name" }',
+        "escaped": '{"content-type":"text/plain; charset=\\"utf-8\\"","x-amz-meta-mode":"0644"}',
+        "not_plain": '{"a":1,"b":{"c":"d"},"x-amz-meta-mode":"caf\u00e9"}',
+    }
+    for name, v in vals.items():
+        write("meta", name, v)
+
+
 if __name__ == "__main__":
+    meta_seeds()
     sigv4_seeds()
     chunked_seeds()
     xml_seeds()

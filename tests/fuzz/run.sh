@@ -22,7 +22,7 @@ BUILD=${SEGLAKE_FUZZ_BUILD:-$ROOT/build-fuzz}
 JOBS=${SEGLAKE_FUZZ_JOBS:-1}
 TARGETS=("$@")
 if [ "${#TARGETS[@]}" -eq 0 ]; then
-  TARGETS=(sigv4 chunked segment repl rebuild policy s3d_xml s3d_headers s3d_bodies)
+  TARGETS=(sigv4 chunked segment repl rebuild policy meta s3d_xml s3d_headers s3d_bodies)
 fi
 
 if [ -z "${SEGLAKE_FUZZ_NO_BUILD:-}" ]; then
