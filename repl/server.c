@@ -165,7 +165,6 @@ static void repl_srv_oplog(repl *rp, s3d_req *r)
  * segments of an upload are not in the page cache: it bypassed it). A hash
  * not stored here gets len 0xffffffff and no data. */
 typedef struct repl_chunk_tx {
-	core *c;
 	uint8_t *hashes;
 	uint32_t *lens;
 	size_t n, idx;	     /* the record being sent is idx - 1 */
@@ -241,7 +240,6 @@ static void repl_srv_chunks_finish(s3d_req *r)
 		repl_srv_error(r, 503, "SlowDown", "out of memory");
 		return;
 	}
-	t->c = rp->core;
 	t->hoff = sizeof(t->hdr); /* no record started */
 	uint64_t total = 0;
 	size_t nref = 0;
