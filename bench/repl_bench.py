@@ -10,6 +10,8 @@ targets of issue 5:
   - replication throughput of a 1 GiB file (from A's answer to the multipart
     completion, which is when the object enters A's oplog, until B has it) next to the S3 GET throughput of the same file over
     the same link (curl --aws-sigv4 from B's namespace)  (target >= 50%)
+  - one `seglake repl pull` round of a second large file that A holds in its
+    page cache, next to the S3 GET of that file (both without A's disk)
   - a raw-disk ceiling for the same size, measured in the same run on B's
     filesystem (fio write + end fsync, or dd conv=fsync without fio), with the
     replication rate as a ratio of it
@@ -33,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 from netns import ACCESS_KEY, PORT, REGION, SECRET_KEY, Cluster, wait_for  # noqa: E402
+from seglake_paths import seglake_bin  # noqa: E402
 
 
 def worker_bytes(h):
@@ -169,6 +172,45 @@ def bench_large(a, b, mib, tmp):
     print("copy + rename of the %d MiB file: B's chunk byte counter %d -> %d (+%d bytes)   "
           "target 0 %s" % (mib, before, after, after - before,
                            "OK" if after == before else "MISSED"))
+    bench_large_warm(a, b, mib, tmp)
+
+
+def bench_large_warm(a, b, mib, tmp):
+    """One replication round of a new large file whose bytes A holds in its
+    page cache, set beside the cached GET of that file: the like-for-like
+    pair with A's disk out of both (the continuous run above reads A's disk,
+    because an upload's segments bypass the page cache)."""
+    src = os.path.join(tmp, "big2.bin")
+    with open(src, "wb") as f:
+        for _ in range(mib // 16):
+            f.write(os.urandom(16 << 20))
+    b.stop()  # B's data dir is the one pulled into below: one process per data dir
+    try:
+        a.s3.upload_file(src, "big", "warm.bin")
+        os.unlink(src)
+        s3_get_speed(b, a, "warm.bin")  # reads A's disk: now it is in A's page cache
+        get_bps = s3_get_speed(b, a, "warm.bin")
+        env = dict(os.environ, SEGLAKE_PEER_ACCESS_KEY=ACCESS_KEY,
+                   SEGLAKE_PEER_SECRET_KEY=SECRET_KEY)
+        url = "http://%s:%d" % (a.link_ip[b.name], PORT)
+        t0 = time.monotonic()
+        r = subprocess.run(["nsenter", "--net=/run/netns/%s" % b.ns, seglake_bin(), "repl",
+                            "pull", "--peer", url, "--data", b.data],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           timeout=900, env=env)
+        took = time.monotonic() - t0
+    finally:
+        b.start()
+    if r.returncode != 0:
+        print("warm round: seglake repl pull failed (rc %d): %s" % (r.returncode,
+                                                                    r.stderr.strip()[-300:]))
+        return
+    bps = mib * 1048576 / took
+    print("one round (seglake repl pull on B, process start included) of a new %d MiB file A "
+          "holds in its page cache: %.2fs = %.0f MiB/s; S3 GET of that file on the same link "
+          "%.0f MiB/s; ratio %.0f%%\n  (%s)"
+          % (mib, took, bps / 1048576, get_bps / 1048576, 100 * bps / get_bps if get_bps else 0,
+             r.stdout.strip()))
 
 
 def main():
