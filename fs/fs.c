@@ -187,22 +187,44 @@ static int fs_waitDone(fs_ctx *m, int seconds)
 	return d;
 }
 
-static void fs_unmountLazy(fs_ctx *m)
+/* Detaches the mount (open files keep the connection). 0 when the path no
+ * longer holds it, by this call or before. */
+static int fs_unmountLazy(fs_ctx *m)
 {
 	if (geteuid() == 0) {
 		if (umount2(m->mountpoint, MNT_DETACH) == 0 || errno == EINVAL || errno == ENOENT)
-			return;
+			return 0;
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
 		execlp("fusermount3", "fusermount3", "-u", "-z", "-q", m->mountpoint, (char *)NULL);
 		_exit(127);
 	}
-	if (pid > 0) {
-		int status;
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-	}
+	if (pid < 0)
+		return -1;
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* After fs_unmountLazy the path may already hold someone else's mount, and
+ * libfuse's own unmount would detach it again (or print a failure when
+ * nothing is there). It skips that when the device reports POLLERR, which a
+ * /dev/fuse descriptor attached to no mount does: put one in the session's
+ * place. Dropping the old descriptor also ends the connection, as closing it
+ * would; every thread that used it has stopped. */
+static void fs_releaseDevice(fs_ctx *m)
+{
+	int fd = fuse_session_fd(m->se);
+	if (fd < 0)
+		return;
+	int nfd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (nfd < 0)
+		return;
+	if (dup3(nfd, fd, O_CLOEXEC) < 0)
+		fprintf(stderr, "seglake mount: dup3 /dev/fuse: %s\n", strerror(errno));
+	close(nfd);
 }
 
 static void fs_abortConn(fs_ctx *m)
@@ -277,9 +299,10 @@ void fs_mount_stop(fs_mount *m)
 	if (!m)
 		return;
 	atomic_store(&m->stopping, 1);
+	int detached = 0;
 	if (!fs_mount_done(m)) {
 		fuse_session_exit(m->se);
-		fs_unmountLazy(m);
+		detached = fs_unmountLazy(m) == 0;
 		/* Files still open after a lazy unmount keep the connection alive:
 		 * give them a moment, then cut it (their buffers are committed below). */
 		if (!fs_waitDone(m, 2)) {
@@ -298,6 +321,8 @@ void fs_mount_stop(fs_mount *m)
 		pthread_join(m->notify_thr, NULL);
 	}
 	fs_inode_each_data(m, fs_flushOne, NULL);
+	if (detached)
+		fs_releaseDevice(m);
 	fuse_session_unmount(m->se);
 	fuse_session_destroy(m->se);
 	/* handles the kernel never released (the session ended first): their

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -231,6 +232,59 @@ def test_stop_with_unlinked_and_replaced_files_open(tmp_path):
                 os.close(fd)
             except OSError:
                 pass  # the session is gone: the flush of "dirty" finds no daemon
+
+
+def mount_type_at(path):
+    """The type of what is mounted at path (the topmost), or None."""
+    path = os.path.realpath(path)
+    kind = None
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 2 and parts[1] == path:
+                kind = parts[2]
+    return kind
+
+
+def test_stop_with_open_files_leaves_a_new_mount_at_the_path_alone(tmp_path):
+    """Stopping with a file open detaches the mount at once and waits a little
+    for the file; a filesystem mounted at the same path in that time belongs to
+    someone else. The stop must not unmount it, nor print an unmount failure."""
+    data = tmp_path / "data"
+    local_init(data)
+    m = Mount(data, tmp_path / "mnt")
+    fd = None
+    other = False
+    try:
+        m.start()
+        os.mkdir(m.mnt / "bk1")
+        (m.mnt / "bk1" / "f").write_bytes(b"kept open")
+        fd = os.open(m.mnt / "bk1" / "f", os.O_RDONLY)
+        m.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while mount_type_at(m.mnt) is not None and time.time() < deadline:
+            time.sleep(0.02)
+        assert mount_type_at(m.mnt) is None, "the stop did not detach the mount"
+        assert m.proc.poll() is None, "the mount exited without waiting for the open file"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "seglake-test-other",
+                        str(m.mnt)], check=True)
+        other = True
+        (m.mnt / "theirs").write_text("someone else's")
+        assert m.proc.wait(timeout=30) == 0, m.diagnosis()
+        assert mount_type_at(m.mnt) == "tmpfs", "the stopping mount unmounted another filesystem"
+        assert (m.mnt / "theirs").read_text() == "someone else's"
+        assert "failed to unmount" not in m.logtext(), m.logtext()
+    finally:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the session is gone
+        for _ in range(50):
+            if not other or mount_type_at(m.mnt) != "tmpfs":
+                break
+            subprocess.run(["umount", str(m.mnt)], capture_output=True)
+        m.stop()
 
 
 def test_inode_stable_while_open(lake):
