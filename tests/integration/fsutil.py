@@ -38,6 +38,17 @@ def is_mounted(path):
     return False
 
 
+def close_quietly(*fds):
+    """Closes descriptors into a mount that may be gone (the close then fails)."""
+    for fd in fds:
+        if fd is None:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def force_unmount(path):
     """Clears a mount whatever state its process is in."""
     for _ in range(3):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fsutil import (RENAME_EXCHANGE, RENAME_NOREPLACE, Mount, errno, errno_of, fallocate, force_unmount,
-                    lake, local, local_init, renameat2, stat_meta, stats)  # noqa: F401
+from fsutil import (RENAME_EXCHANGE, RENAME_NOREPLACE, Mount, close_quietly, errno, errno_of, fallocate,
+                    force_unmount, lake, local, local_init, renameat2, stat_meta, stats)  # noqa: F401
 
 MiB = 1 << 20
 
@@ -227,11 +227,7 @@ def test_stop_with_unlinked_and_replaced_files_open(tmp_path):
         assert sorted(os.listdir(d)) == ["old"]
     finally:
         m.stop(check=True)
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the session is gone: the flush of "dirty" finds no daemon
+        close_quietly(*fds)  # the flush of "dirty" finds no daemon
 
 
 def mount_type_at(path):
@@ -275,11 +271,7 @@ def test_stop_with_open_files_leaves_a_new_mount_at_the_path_alone(tmp_path):
         assert (m.mnt / "theirs").read_text() == "someone else's"
         assert "failed to unmount" not in m.logtext(), m.logtext()
     finally:
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the session is gone
+        close_quietly(fd)
         for _ in range(50):
             if not other or mount_type_at(m.mnt) != "tmpfs":
                 break

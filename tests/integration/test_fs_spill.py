@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from fsutil import Mount, local_init, serve_mounted, stats
+from fsutil import Mount, close_quietly, local_init, serve_mounted, stats
 
 MiB = 1 << 20
 CHUNK = 4 * MiB
@@ -157,10 +157,7 @@ def test_kill9_with_spilled_pages_keeps_last_closed_version(tmp_path):
         assert os.listdir(data / "fs-spill") == []  # in use, yet unnamed
         m.proc.kill()  # SIGKILL with spilled pages, never committed
         m.proc.wait(timeout=30)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+        close_quietly(fd)
     finally:
         m.stop()
     # a spill file a crash left under a name: removed on start
