@@ -55,8 +55,9 @@ static int px_ftruncate(const store_io *io, int fd, off_t len)
 static int px_fallocate(const store_io *io, int fd, off_t len)
 {
 	(void)io;
-	int r = posix_fallocate(fd, 0, len);
-	return r ? -r : 0;
+	/* not posix_fallocate: where the filesystem cannot, glibc writes a
+	 * byte into every block itself, racing with writes to the file */
+	return fallocate(fd, 0, 0, len) < 0 ? -errno : 0;
 }
 
 static off_t px_size(const store_io *io, int fd)

@@ -55,6 +55,7 @@ typedef struct store_io_fault_cfg {
 	long long eio_after_writes;   /* the Nth pwrite and later fail with EIO (-1 off) */
 	int short_writes;	      /* every pwrite writes at most half (callers must loop) */
 	int fail_fsync;		      /* fsync returns -EIO */
+	int direct;		      /* O_DIRECT may be turned on (else it is refused) */
 } store_io_fault_cfg;
 
 store_io_fault *store_io_fault_new(const store_io_fault_cfg *cfg);

@@ -170,6 +170,17 @@ static int f_fsync_dir(const store_io *io, const char *d)
 	return store_io_posix()->fsync_dir(store_io_posix(), d);
 }
 
+static int f_direct(const store_io *io, int fd, int on)
+{
+	store_io_fault *f = F(io);
+	pthread_mutex_lock(&f->mu);
+	int can = f->cfg.direct && !f->cfg.short_writes;
+	pthread_mutex_unlock(&f->mu);
+	if (on && !can)
+		return -EINVAL;
+	return store_io_posix()->direct(store_io_posix(), fd, on);
+}
+
 store_io_fault *store_io_fault_new(const store_io_fault_cfg *cfg)
 {
 	store_io_fault *f = calloc(1, sizeof(*f));
@@ -182,7 +193,7 @@ store_io_fault *store_io_fault_new(const store_io_fault_cfg *cfg)
 		f->cfg = *cfg;
 	f->io = (store_io){ f_open,	 f_close,     f_pread, f_pwrite, f_fsync,
 			    f_ftruncate, f_fallocate, f_size,  f_rename, f_unlink,
-			    f_fsync_dir, f,	      NULL,    NULL };
+			    f_fsync_dir, f,	      NULL,    f_direct };
 	return f;
 }
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #define STORE_WRITEBACK_BYTES (8u << 20) /* appends between writeback hints */
 #define STORE_DIRECT_MIN (1u << 20)	 /* smallest COLD chunk written with O_DIRECT */
+#define STORE_WQ 3			 /* direct appends staged for the writer thread */
 
 struct store {
 	char *dir;
@@ -42,8 +44,34 @@ struct store {
 	int broken;	 /* a failed cleanup left the tail unknown: refuse appends */
 	uint64_t fsize;	 /* file size of the open segment (> tail after a direct append) */
 	int no_direct;	 /* O_DIRECT failed here once: COLD appends are plain */
-	uint8_t *dbuf;	 /* aligned staging buffer of direct appends */
+	uint8_t *dbuf;	 /* aligned buffer of the first direct append (it finds out
+			    whether O_DIRECT works here) */
 	size_t dcap;
+	/* Direct appends: staged under mu into an aligned buffer, written by the
+	 * writer thread in order while the appender goes on. Plain writes,
+	 * read-backs and seals wait for an empty queue (O_DIRECT is on for
+	 * cur_fd while it is not). wtail: the records below it are written
+	 * (readers, scans and syncs wait for it); werr: a queued write failed. */
+	struct {
+		uint8_t *buf;
+		size_t cap, n;
+		uint64_t off, end;
+	} wq[STORE_WQ];
+	int wqh, wqn;
+	atomic_int wqueued; /* wqn, for readers' lock-free check */
+	uint64_t wtail;
+	int werr;
+	int dir_on;
+	int direct_ok;	 /* a direct write succeeded here: later ones may be staged */
+	uint64_t falloc; /* the open segment is allocated up to here */
+	pthread_t wthr;
+	int wstarted, wstop;
+	pthread_cond_t wcv; /* the writer thread waits here */
+	/* The block holding the end of the last direct append, as staged: the
+	 * next one starts in it (it may not be written yet). Valid while the
+	 * open segment is tblk_id and its tail is tblk_tail (0: none). */
+	uint8_t tblk[STORE_IO_DIRECT_ALIGN];
+	uint64_t tblk_id, tblk_tail;
 	int64_t last_append_ms;
 	uint64_t nrecords;
 };
@@ -208,6 +236,7 @@ int store_open(const char *dir, const store_opts *o, store_pos vf, store **out, 
 	s->cur_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->wcv, NULL);
 	int rc = 0;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -263,6 +292,8 @@ int store_open(const char *dir, const store_opts *o, store_pos vf, store **out, 
 			s->tail = tail;
 			s->synced = tail;
 			s->fsize = tail;
+			s->wtail = tail;
+			s->falloc = 0;
 		}
 		i++;
 	}
@@ -274,12 +305,29 @@ fail:
 	return rc;
 }
 
+/* Waits until the writer thread has written every staged direct append and
+ * turns O_DIRECT off: plain writes and read-backs may follow. */
+static void drain_locked(store *s)
+{
+	while (s->wqn > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->dir_on && s->cur_fd >= 0 && s->io->direct(s->io, s->cur_fd, 0) < 0)
+		s->broken = 1; /* later plain writes would fail their alignment */
+	s->dir_on = 0;
+}
+
 static int seal_locked(store *s, sl_err *err)
 {
 	if (s->cur_fd < 0)
 		return 0;
-	while (s->syncing > 0)
+	while (s->syncing > 0 || s->wqn > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->cur_fd < 0)
+		return 0; /* sealed by another caller meanwhile */
+	drain_locked(s);  /* no wait left: only turns O_DIRECT off */
+	if (s->werr)
+		return sl_err_set(err, sl_code_from_errno(-s->werr), "seal segment: %s",
+				  strerror(-s->werr));
 	/* a direct append's zero padding must not follow the footer */
 	if (s->fsize > s->tail) {
 		int t = s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail);
@@ -344,6 +392,8 @@ static int create_locked(store *s, sl_err *err)
 	s->cur_fd = fd;
 	s->cur_id = id;
 	s->tail = SEG_HEADER_SIZE;
+	s->wtail = SEG_HEADER_SIZE;
+	s->falloc = 0;
 	s->synced = SEG_HEADER_SIZE;
 	s->kicked = SEG_HEADER_SIZE;
 	s->fsize = SEG_HEADER_SIZE;
@@ -395,6 +445,125 @@ static int append_direct_locked(store *s, uint64_t at, const uint8_t *head, size
 	return r;
 }
 
+/* The writer thread: writes the staged direct appends, oldest first. The
+ * open segment stays open meanwhile: seals and closes wait for the queue. */
+static void *writer_main(void *arg)
+{
+	store *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (s->wqn == 0 && !s->wstop)
+			pthread_cond_wait(&s->wcv, &s->mu);
+		if (s->wqn == 0)
+			break;
+		int k = s->wqh, fd = s->cur_fd, skip = s->werr != 0;
+		pthread_mutex_unlock(&s->mu);
+		int r = skip ? 0
+			     : store_io_write_all(s->io, fd, s->wq[k].buf, s->wq[k].n,
+						  (off_t)s->wq[k].off);
+		pthread_mutex_lock(&s->mu);
+		if (r < 0 && !s->werr)
+			s->werr = r;
+		if (!s->werr)
+			s->wtail = s->wq[k].end;
+		s->wqh = (s->wqh + 1) % STORE_WQ;
+		s->wqn--;
+		atomic_store(&s->wqueued, s->wqn);
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Allocates the open segment's blocks ahead of staged writes, so a full disk
+ * fails the append that meets it (and nothing else) instead of a queued
+ * write. 0, or -errno (-ENOSPC). */
+static int falloc_locked(store *s, uint64_t upto)
+{
+	if (upto <= s->falloc)
+		return 0;
+	uint64_t ahead = upto + (32u << 20);
+	if (ahead > s->seg_max + (8u << 20))
+		ahead = upto;
+	int r = s->io->fallocate(s->io, s->cur_fd, (off_t)ahead);
+	if (r == -ENOSPC && ahead > upto)
+		r = s->io->fallocate(s->io, s->cur_fd, (off_t)(ahead = upto));
+	if (r == -ENOSPC || r == -EDQUOT || r == -EFBIG)
+		return r;
+	if (r < 0) {
+		s->falloc = UINT64_MAX; /* nothing to reserve with: writes find out */
+		return 0;
+	}
+	s->falloc = ahead;
+	if (ahead > s->fsize)
+		s->fsize = ahead;
+	return 0;
+}
+
+/* Stages the record (head, then data) at `at` for the writer thread, laid
+ * out as append_direct_locked writes it; the bytes before `at` in its first
+ * block come from the previous staged record (tblk) or, when the previous
+ * record was written plainly (the queue is then empty), from the file. The
+ * caller made sure a queue slot is free. 0 when staged, 1 to write it the
+ * plain way, -errno on failure (nothing staged). */
+static int append_staged_locked(store *s, uint64_t at, const uint8_t *head, size_t hlen,
+				const void *data, uint32_t len)
+{
+	const uint64_t A = STORE_IO_DIRECT_ALIGN;
+	uint64_t start = at & ~(A - 1), end = at + hlen + len, aend = (end + A - 1) & ~(A - 1);
+	size_t pre = (size_t)(at - start), total = (size_t)(aend - start);
+	int k = (s->wqh + s->wqn) % STORE_WQ;
+	assert(s->wqn < STORE_WQ);
+	if (s->wq[k].cap < total) {
+		void *p = NULL;
+		if (posix_memalign(&p, A, total) != 0)
+			return -ENOMEM; /* not 1: the plain way needs an empty queue */
+		free(s->wq[k].buf);
+		s->wq[k].buf = p;
+		s->wq[k].cap = total;
+	}
+	uint8_t *b = s->wq[k].buf;
+	if (pre && s->tblk_tail == at && s->tblk_id == s->cur_id) {
+		memcpy(b, s->tblk, pre);
+	} else if (pre) {
+		assert(s->wqn == 0 && !s->dir_on);
+		int r = store_io_read_all(s->io, s->cur_fd, b, pre, (off_t)start);
+		if (r < 0)
+			return r;
+	}
+	int r = falloc_locked(s, aend);
+	if (r < 0)
+		return r;
+	if (!s->dir_on) {
+		if (s->io->direct(s->io, s->cur_fd, 1) < 0) {
+			s->no_direct = 1;
+			return 1;
+		}
+		s->dir_on = 1;
+	}
+	if (!s->wstarted) {
+		s->wstop = 0;
+		if (pthread_create(&s->wthr, NULL, writer_main, s) != 0)
+			return 1; /* written the plain way (which turns O_DIRECT off) */
+		s->wstarted = 1;
+	}
+	memcpy(b + pre, head, hlen);
+	memcpy(b + pre + hlen, data, len);
+	memset(b + pre + hlen + len, 0, (size_t)(aend - end));
+	memcpy(s->tblk, b + total - A, A);
+	s->tblk_id = s->cur_id;
+	s->tblk_tail = end;
+	s->wq[k].n = total;
+	s->wq[k].off = start;
+	s->wq[k].end = end;
+	s->wqn++;
+	atomic_store(&s->wqueued, s->wqn);
+	if (aend > s->fsize)
+		s->fsize = aend;
+	pthread_cond_signal(&s->wcv);
+	return 0;
+}
+
 int store_append(store *s, int type, const uint8_t *hash, const void *data, uint32_t len,
 		 store_loc *loc, store_pos *end, sl_err *err)
 {
@@ -412,25 +581,51 @@ int store_append(store *s, int type, const uint8_t *hash, const void *data, uint
 		memcpy(head + SEG_REC_HEADER, hash, 32);
 	uint64_t need = SEG_REC_HEADER + extra + (uint64_t)len;
 
+	int direct = cold && type == SEG_REC_CHUNK && len >= STORE_DIRECT_MIN && s->io->direct;
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
-	if (s->broken) {
-		rc = sl_err_set(err, SL_EIO,
-				"segment store is read-only after an I/O failure; "
-				"restart to recover");
-		goto out;
+	/* Wait first, decide after, since a wait lets other appends in: a
+	 * staged direct append needs a free queue slot; anything else (a plain
+	 * write, the first direct write, which finds out whether O_DIRECT works
+	 * here) and a seal need an empty queue. Nothing after the loop waits. */
+	for (;;) {
+		if (s->broken || s->werr) {
+			rc = sl_err_set(err, SL_EIO,
+					"segment store is read-only after an I/O failure; "
+					"restart to recover");
+			goto out;
+		}
+		int staged = direct && !s->no_direct && s->direct_ok;
+		if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE && s->tail + need > s->seg_max) {
+			if (s->wqn > 0 || s->syncing > 0) {
+				pthread_cond_wait(&s->cv, &s->mu);
+				continue;
+			}
+			if ((rc = seal_locked(s, err)) < 0)
+				goto out;
+			continue;
+		}
+		if (!(staged ? s->wqn == STORE_WQ : s->wqn > 0))
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
 	}
-	if (s->cur_fd >= 0 && s->tail > SEG_HEADER_SIZE && s->tail + need > s->seg_max &&
-	    (rc = seal_locked(s, err)) < 0)
-		goto out;
 	if (s->cur_fd < 0 && (rc = create_locked(s, err)) < 0)
 		goto out;
 	uint64_t at = s->tail;
 	int r = 1;
-	if (cold && type == SEG_REC_CHUNK && len >= STORE_DIRECT_MIN && s->io->direct &&
-	    !s->no_direct)
-		r = append_direct_locked(s, at, head, SEG_REC_HEADER + extra, data, len);
+	int staged = direct && !s->no_direct && s->direct_ok;
+	if (staged)
+		r = append_staged_locked(s, at, head, SEG_REC_HEADER + extra, data, len);
+	else if (direct && !s->no_direct &&
+		 (r = append_direct_locked(s, at, head, SEG_REC_HEADER + extra, data, len)) == 0) {
+		s->direct_ok = 1; /* later direct appends are staged: dbuf is done */
+		free(s->dbuf);
+		s->dbuf = NULL;
+		s->dcap = 0;
+	}
 	if (r == 1) {
+		staged = 0;
+		drain_locked(s); /* empty already: turns O_DIRECT off */
 		r = store_io_write_all(s->io, s->cur_fd, head, SEG_REC_HEADER + extra, (off_t)at);
 		if (r == 0)
 			r = store_io_write_all(s->io, s->cur_fd, data, len,
@@ -439,14 +634,17 @@ int store_append(store *s, int type, const uint8_t *hash, const void *data, uint
 			s->fsize = at + need;
 	}
 	if (r < 0) {
-		if (s->io->ftruncate(s->io, s->cur_fd, (off_t)at) < 0)
+		/* a staged append failed before anything was queued or written */
+		if (!staged && s->io->ftruncate(s->io, s->cur_fd, (off_t)at) < 0)
 			s->broken = 1;
-		else
-			s->fsize = at;
+		else if (!staged)
+			s->fsize = s->falloc = at; /* the space allocated ahead is cut too */
 		rc = sl_err_set(err, sl_code_from_errno(-r), "write segment: %s", strerror(-r));
 		goto out;
 	}
 	s->tail = at + need;
+	if (!staged)
+		s->wtail = s->tail; /* the writer thread moves it for staged ones */
 	s->bytes += need;
 	s->nrecords++;
 	/* Start writing large appends back now, so the disk works while the
@@ -470,12 +668,21 @@ out:
 int store_sync(store *s, sl_err *err)
 {
 	pthread_mutex_lock(&s->mu);
-	if (s->cur_fd < 0 || s->synced >= s->tail) {
+	/* the staged writes before this call land first (later ones may go on
+	 * being staged meanwhile: this waits for its own target only) */
+	uint64_t id = s->cur_id, target = s->tail;
+	while (s->cur_fd >= 0 && s->cur_id == id && s->wtail < target && !s->werr)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->werr && s->cur_fd >= 0 && s->cur_id == id) {
+		int e = s->werr;
 		pthread_mutex_unlock(&s->mu);
-		return 0;
+		return sl_err_set(err, sl_code_from_errno(-e), "write segment: %s", strerror(-e));
+	}
+	if (s->cur_fd < 0 || s->cur_id != id || s->synced >= target) {
+		pthread_mutex_unlock(&s->mu);
+		return 0; /* sealed meanwhile (a seal syncs), or nothing new */
 	}
 	int fd = s->cur_fd;
-	uint64_t target = s->tail;
 	s->syncing++;
 	pthread_mutex_unlock(&s->mu);
 	int r = s->io->fsync(s->io, fd);
@@ -503,10 +710,29 @@ store_pos store_tail(store *s)
 	return p;
 }
 
+/* Waits until [.., end) of segment seg is written, when a staged direct
+ * append may still hold it (only appends that returned hand out locations,
+ * so the queue counter, read without the lock, is enough to skip this).
+ * -EIO if the write that held it failed. */
+static int wait_written(store *s, uint64_t seg, uint64_t end)
+{
+	if (atomic_load(&s->wqueued) == 0)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	while (s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end && !s->werr)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int r = s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end ? -EIO : 0;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
 int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err)
 {
 	char path[4096];
 	seg_path(s, seg, path, sizeof(path));
+	if (wait_written(s, seg, off + len) < 0)
+		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
+				  off);
 	int fd = s->io->open(s->io, path, O_RDONLY, 0);
 	if (fd < 0)
 		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
@@ -539,6 +765,9 @@ int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf,
 		return sl_err_set(err, SL_ECORRUPT, "bad chunk location");
 	char path[4096];
 	seg_path(s, loc.seg, path, sizeof(path));
+	if (wait_written(s, loc.seg, loc.off + loc.len) < 0)
+		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
+				  loc.off);
 	int fd = s->io->open(s->io, path, O_RDONLY, 0);
 	if (fd < 0)
 		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
@@ -604,12 +833,16 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 					strerror(-fd));
 			break;
 		}
-		uint64_t size = (uint64_t)s->io->size(s->io, fd);
 		/* the open segment ends at its tail: past it lie records being
-		 * written or a direct append's zero padding */
+		 * written or a direct append's zero padding; the staged records
+		 * before it are waited for */
 		pthread_mutex_lock(&s->mu);
-		if (s->cur_fd >= 0 && s->cur_id == ids[i] && size > s->tail)
-			size = s->tail;
+		uint64_t want = s->tail;
+		while (s->cur_fd >= 0 && s->cur_id == ids[i] && s->wtail < want && !s->werr)
+			pthread_cond_wait(&s->cv, &s->mu);
+		uint64_t size = (uint64_t)s->io->size(s->io, fd);
+		if (s->cur_fd >= 0 && s->cur_id == ids[i] && size > s->wtail)
+			size = s->wtail;
 		pthread_mutex_unlock(&s->mu);
 		uint64_t pos = SEG_HEADER_SIZE;
 		if (ids[i] == from.seg && from.off > pos)
@@ -698,8 +931,22 @@ void store_close(store *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	while (s->syncing > 0)
+	while (s->syncing > 0 || s->wqn > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
+	drain_locked(s);
+	if (s->wstarted) {
+		s->wstop = 1;
+		pthread_cond_signal(&s->wcv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->wthr, NULL);
+		pthread_mutex_lock(&s->mu);
+		s->wstarted = 0;
+	}
+	if (s->werr && s->cur_fd >= 0) {
+		/* a staged write failed: leave the file as it is for recovery */
+		s->io->close(s->io, s->cur_fd);
+		s->cur_fd = -1;
+	}
 	if (s->cur_fd >= 0) {
 		if (s->fsize > s->tail && s->io->ftruncate(s->io, s->cur_fd, (off_t)s->tail) == 0)
 			s->synced = 0; /* the new size wants an fsync too */
@@ -710,6 +957,9 @@ void store_close(store *s)
 	pthread_mutex_unlock(&s->mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->wcv);
+	for (int k = 0; k < STORE_WQ; k++)
+		free(s->wq[k].buf);
 	free(s->ids);
 	free(s->dbuf);
 	free(s->dir);

@@ -56,18 +56,27 @@ void store_close(store *s);
  * Where the io can, it is
  * written with O_DIRECT from an aligned copy, past the page cache (the
  * kernel's copy into fresh page-cache pages was the replication receiver's
- * largest cost). The block-aligned write may leave zeros after the record
- * until the next append; they are never inside a record, and are cut on
- * seal, close and recovery. Otherwise a plain append. */
+ * largest cost). After the first such write, the copy is handed to the
+ * store's writer thread and store_append returns without waiting for the
+ * disk (up to 3 are staged): reads and scans of the record wait for it,
+ * store_sync waits for every record appended before it, and a failed staged
+ * write fails that sync and every later append (restart to recover). The
+ * segment's space is allocated ahead, so a full disk fails the append that
+ * meets it. The block-aligned write and the space allocated ahead leave
+ * zeros after the record until the next append; they are never inside a
+ * record, and are cut on seal, close and recovery. Otherwise a plain
+ * append. */
 #define STORE_APPEND_COLD 0x100
 
 /* Appends a record. For SEG_REC_CHUNK, hash is the SHA-256 of data. On
- * failure the segment is cut back so no partial record remains. *loc gets
+ * failure the segment is cut back so no partial record remains (a staged
+ * COLD append that fails later: see above). *loc gets
  * the data location; *end (may be NULL) the position after the record. */
 int store_append(store *s, int type, const uint8_t *hash, const void *data, uint32_t len,
 		 store_loc *loc, store_pos *end, sl_err *err);
-/* Makes every record appended so far durable (fdatasync of the open segment;
- * earlier segments were synced when sealed). */
+/* Makes every record appended so far durable (waits for the staged ones,
+ * then fdatasync of the open segment; earlier segments were synced when
+ * sealed). */
 int store_sync(store *s, sl_err *err);
 /* The position after the last record. */
 store_pos store_tail(store *s);
