@@ -402,6 +402,46 @@ static int create_locked(store *s, sl_err *err)
 	return 0;
 }
 
+/* The aligned blocks [start, aend) a direct write of a record at `at`
+ * covers: pre bytes of earlier records before it, zeros after its end. */
+typedef struct dlayout {
+	uint64_t start, end, aend;
+	size_t pre, total;
+} dlayout;
+
+static dlayout direct_layout(uint64_t at, size_t hlen, uint32_t len)
+{
+	const uint64_t A = STORE_IO_DIRECT_ALIGN;
+	dlayout L = { .start = at & ~(A - 1), .end = at + hlen + len };
+	L.aend = (L.end + A - 1) & ~(A - 1);
+	L.pre = (size_t)(at - L.start);
+	L.total = (size_t)(L.aend - L.start);
+	return L;
+}
+
+/* Makes *buf an aligned buffer of at least n bytes. 0, or -ENOMEM. */
+static int aligned_reserve(uint8_t **buf, size_t *cap, size_t n)
+{
+	if (*cap >= n)
+		return 0;
+	void *p = NULL;
+	if (posix_memalign(&p, STORE_IO_DIRECT_ALIGN, n) != 0)
+		return -ENOMEM;
+	free(*buf);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* Lays the record out in b after the L.pre bytes already there. */
+static void direct_fill(uint8_t *b, const dlayout *L, const uint8_t *head, size_t hlen,
+			const void *data, uint32_t len)
+{
+	memcpy(b + L->pre, head, hlen);
+	memcpy(b + L->pre + hlen, data, len);
+	memset(b + L->pre + hlen + len, 0, (size_t)(L->aend - L->end));
+}
+
 /* Writes the record (head, then data) at `at` with O_DIRECT: the aligned
  * blocks covering it are staged in dbuf, the bytes before `at` in its first
  * block read back from the file (earlier records, rewritten unchanged), the
@@ -411,37 +451,27 @@ static int create_locked(store *s, sl_err *err)
 static int append_direct_locked(store *s, uint64_t at, const uint8_t *head, size_t hlen,
 				const void *data, uint32_t len)
 {
-	const uint64_t A = STORE_IO_DIRECT_ALIGN;
-	uint64_t start = at & ~(A - 1), end = at + hlen + len, aend = (end + A - 1) & ~(A - 1);
-	size_t pre = (size_t)(at - start), total = (size_t)(aend - start);
-	if (s->dcap < total) {
-		void *p = NULL;
-		if (posix_memalign(&p, A, total) != 0)
-			return 1;
-		free(s->dbuf);
-		s->dbuf = p;
-		s->dcap = total;
-	}
+	dlayout L = direct_layout(at, hlen, len);
+	if (aligned_reserve(&s->dbuf, &s->dcap, L.total) < 0)
+		return 1;
 	assert(at <= s->fsize);
-	int r = pre ? store_io_read_all(s->io, s->cur_fd, s->dbuf, pre, (off_t)start) : 0;
+	int r = L.pre ? store_io_read_all(s->io, s->cur_fd, s->dbuf, L.pre, (off_t)L.start) : 0;
 	if (r < 0)
 		return r;
-	memcpy(s->dbuf + pre, head, hlen);
-	memcpy(s->dbuf + pre + hlen, data, len);
-	memset(s->dbuf + pre + hlen + len, 0, (size_t)(aend - end));
+	direct_fill(s->dbuf, &L, head, hlen, data, len);
 	if (s->io->direct(s->io, s->cur_fd, 1) < 0) {
 		s->no_direct = 1;
 		return 1;
 	}
-	r = store_io_write_all(s->io, s->cur_fd, s->dbuf, total, (off_t)start);
+	r = store_io_write_all(s->io, s->cur_fd, s->dbuf, L.total, (off_t)L.start);
 	if (s->io->direct(s->io, s->cur_fd, 0) < 0)
 		s->broken = 1; /* later plain writes would fail their alignment */
 	if (r == -EINVAL) {
 		s->no_direct = 1; /* O_DIRECT refused it: the plain write redoes it all */
 		return 1;
 	}
-	if (r == 0 && aend > s->fsize)
-		s->fsize = aend;
+	if (r == 0 && L.aend > s->fsize)
+		s->fsize = L.aend;
 	return r;
 }
 
@@ -510,28 +540,21 @@ static int append_staged_locked(store *s, uint64_t at, const uint8_t *head, size
 				const void *data, uint32_t len)
 {
 	const uint64_t A = STORE_IO_DIRECT_ALIGN;
-	uint64_t start = at & ~(A - 1), end = at + hlen + len, aend = (end + A - 1) & ~(A - 1);
-	size_t pre = (size_t)(at - start), total = (size_t)(aend - start);
+	dlayout L = direct_layout(at, hlen, len);
 	int k = (s->wqh + s->wqn) % STORE_WQ;
 	assert(s->wqn < STORE_WQ);
-	if (s->wq[k].cap < total) {
-		void *p = NULL;
-		if (posix_memalign(&p, A, total) != 0)
-			return -ENOMEM; /* not 1: the plain way needs an empty queue */
-		free(s->wq[k].buf);
-		s->wq[k].buf = p;
-		s->wq[k].cap = total;
-	}
+	if (aligned_reserve(&s->wq[k].buf, &s->wq[k].cap, L.total) < 0)
+		return -ENOMEM; /* not 1: the plain way needs an empty queue */
 	uint8_t *b = s->wq[k].buf;
-	if (pre && s->tblk_tail == at && s->tblk_id == s->cur_id) {
-		memcpy(b, s->tblk, pre);
-	} else if (pre) {
+	if (L.pre && s->tblk_tail == at && s->tblk_id == s->cur_id) {
+		memcpy(b, s->tblk, L.pre);
+	} else if (L.pre) {
 		assert(s->wqn == 0 && !s->dir_on);
-		int r = store_io_read_all(s->io, s->cur_fd, b, pre, (off_t)start);
+		int r = store_io_read_all(s->io, s->cur_fd, b, L.pre, (off_t)L.start);
 		if (r < 0)
 			return r;
 	}
-	int r = falloc_locked(s, aend);
+	int r = falloc_locked(s, L.aend);
 	if (r < 0)
 		return r;
 	if (!s->dir_on) {
@@ -547,19 +570,17 @@ static int append_staged_locked(store *s, uint64_t at, const uint8_t *head, size
 			return 1; /* written the plain way (which turns O_DIRECT off) */
 		s->wstarted = 1;
 	}
-	memcpy(b + pre, head, hlen);
-	memcpy(b + pre + hlen, data, len);
-	memset(b + pre + hlen + len, 0, (size_t)(aend - end));
-	memcpy(s->tblk, b + total - A, A);
+	direct_fill(b, &L, head, hlen, data, len);
+	memcpy(s->tblk, b + L.total - A, A);
 	s->tblk_id = s->cur_id;
-	s->tblk_tail = end;
-	s->wq[k].n = total;
-	s->wq[k].off = start;
-	s->wq[k].end = end;
+	s->tblk_tail = L.end;
+	s->wq[k].n = L.total;
+	s->wq[k].off = L.start;
+	s->wq[k].end = L.end;
 	s->wqn++;
 	atomic_store(&s->wqueued, s->wqn);
-	if (aend > s->fsize)
-		s->fsize = aend;
+	if (L.aend > s->fsize)
+		s->fsize = L.aend;
 	pthread_cond_signal(&s->wcv);
 	return 0;
 }
