@@ -686,14 +686,24 @@ out:
 	return rc;
 }
 
+/* Under mu: waits until the records of the open segment seg below end are
+ * written (a staged one may still hold them). 0, or -EIO when the segment is
+ * still open and a failed staged write left them unwritten; 0 as well when
+ * seg is no longer the open segment (sealed: all of it is written). */
+static int written_locked(store *s, uint64_t seg, uint64_t end)
+{
+	while (s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end && !s->werr)
+		pthread_cond_wait(&s->cv, &s->mu);
+	return s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end ? -EIO : 0;
+}
+
 int store_sync(store *s, sl_err *err)
 {
 	pthread_mutex_lock(&s->mu);
 	/* the staged writes before this call land first (later ones may go on
 	 * being staged meanwhile: this waits for its own target only) */
 	uint64_t id = s->cur_id, target = s->tail;
-	while (s->cur_fd >= 0 && s->cur_id == id && s->wtail < target && !s->werr)
-		pthread_cond_wait(&s->cv, &s->mu);
+	(void)written_locked(s, id, target);
 	if (s->werr && s->cur_fd >= 0 && s->cur_id == id) {
 		int e = s->werr;
 		pthread_mutex_unlock(&s->mu);
@@ -740,9 +750,7 @@ static int wait_written(store *s, uint64_t seg, uint64_t end)
 	if (atomic_load(&s->wqueued) == 0)
 		return 0;
 	pthread_mutex_lock(&s->mu);
-	while (s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end && !s->werr)
-		pthread_cond_wait(&s->cv, &s->mu);
-	int r = s->cur_fd >= 0 && s->cur_id == seg && s->wtail < end ? -EIO : 0;
+	int r = written_locked(s, seg, end);
 	pthread_mutex_unlock(&s->mu);
 	return r;
 }
@@ -858,9 +866,7 @@ int store_scan(store *s, store_pos from, store_scan_fn fn, void *ctx, sl_err *er
 		 * written or a direct append's zero padding; the staged records
 		 * before it are waited for */
 		pthread_mutex_lock(&s->mu);
-		uint64_t want = s->tail;
-		while (s->cur_fd >= 0 && s->cur_id == ids[i] && s->wtail < want && !s->werr)
-			pthread_cond_wait(&s->cv, &s->mu);
+		(void)written_locked(s, ids[i], s->tail); /* a failed write: up to wtail */
 		uint64_t size = (uint64_t)s->io->size(s->io, fd);
 		if (s->cur_fd >= 0 && s->cur_id == ids[i] && size > s->wtail)
 			size = s->wtail;

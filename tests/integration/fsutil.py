@@ -28,14 +28,21 @@ def seglake_bin():
     return b
 
 
-def is_mounted(path):
+def mount_types_at(path):
+    """The types of what is mounted at path, bottom to top."""
     path = os.path.realpath(path)
     with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 2 and parts[1] == path and parts[2].startswith("fuse"):
-                return True
-    return False
+        return [p[2] for p in (line.split() for line in f) if len(p) > 2 and p[1] == path]
+
+
+def mount_type_at(path):
+    """The type of the topmost mount at path, or None."""
+    kinds = mount_types_at(path)
+    return kinds[-1] if kinds else None
+
+
+def is_mounted(path):
+    return any(k.startswith("fuse") for k in mount_types_at(path))
 
 
 def close_quietly(*fds):

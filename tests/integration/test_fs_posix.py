@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fsutil import (RENAME_EXCHANGE, RENAME_NOREPLACE, Mount, close_quietly, errno, errno_of, fallocate,
-                    force_unmount, lake, local, local_init, renameat2, stat_meta, stats)  # noqa: F401
+                    force_unmount, lake, local, local_init, mount_type_at, renameat2, stat_meta, stats)  # noqa: F401
 
 MiB = 1 << 20
 
@@ -228,18 +228,6 @@ def test_stop_with_unlinked_and_replaced_files_open(tmp_path):
     finally:
         m.stop(check=True)
         close_quietly(*fds)  # the flush of "dirty" finds no daemon
-
-
-def mount_type_at(path):
-    """The type of what is mounted at path (the topmost), or None."""
-    path = os.path.realpath(path)
-    kind = None
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 2 and parts[1] == path:
-                kind = parts[2]
-    return kind
 
 
 def test_stop_with_open_files_leaves_a_new_mount_at_the_path_alone(tmp_path):
