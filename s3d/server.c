@@ -496,14 +496,16 @@ static void s3d_watch_check(s3d *s, int64_t now)
 			continue;
 		if (e->phase == S3D_PH_HEADERS && now - e->t_phase >= hdr_us) {
 			e->cut = S3D_CUT_HEADERS;
-			shutdown(e->fd, SHUT_RDWR);
 			/* An idle keep-alive connection closes quietly, like MHD's
-			 * idle timeout; a started or first request is worth a line. */
+			 * idle timeout; a started or first request is worth a line,
+			 * written before the shutdown so that whoever sees the close
+			 * finds the reason already logged. */
 			if (!s->o.quiet && (e->line_seen || e->served == 0))
 				fprintf(s->o.log,
 					"s3d: closed connection from %s: request headers not "
 					"complete within %us\n",
 					e->ip, s->o.header_timeout_sec);
+			shutdown(e->fd, SHUT_RDWR);
 		} else if (e->phase == S3D_PH_BODY && !e->busy) {
 			int64_t waited = e->waited + (now - e->t_exit);
 			if (waited - e->win_wait < body_us)
@@ -515,10 +517,7 @@ static void s3d_watch_check(s3d *s, int64_t now)
 			}
 			e->cut = S3D_CUT_BODY;
 			int answer = e->answerable && !s->tls;
-			if (answer)
-				s3d_watch_answer_timeout(s, e);
-			shutdown(e->fd, SHUT_RDWR);
-			if (!s->o.quiet)
+			if (!s->o.quiet) /* before the answer and the shutdown, as above */
 				fprintf(s->o.log,
 					"s3d: %s: request body from %s too slow (%llu bytes in the "
 					"last %us), %s\n",
@@ -526,6 +525,9 @@ static void s3d_watch_check(s3d *s, int64_t now)
 					(unsigned long long)(e->bytes - e->win_bytes),
 					s->o.body_timeout_sec,
 					answer ? "answered RequestTimeout" : "connection closed");
+			if (answer)
+				s3d_watch_answer_timeout(s, e);
+			shutdown(e->fd, SHUT_RDWR);
 		}
 	}
 }
