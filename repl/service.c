@@ -31,14 +31,14 @@ static void repl_log(repl *rp, const char *fmt, ...)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* one write for the whole line: the log is unbuffered stderr, and a
+	 * reader (or another writer) must never see half a line */
+	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	flockfile(rp->log);
-	fprintf(rp->log, "%s repl: ", ts);
-	vfprintf(rp->log, fmt, ap);
-	fputc('\n', rp->log);
-	funlockfile(rp->log);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fprintf(rp->log, "%s repl: %s\n", ts, msg);
 }
 
 /* ---- acknowledgements and retention ---------------------------------------- */

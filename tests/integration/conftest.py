@@ -167,6 +167,22 @@ class Server:
     def log_tail(self, n=40):
         return "\n".join(self.log().splitlines()[-n:])
 
+    def wait_log(self, want, timeout=10):
+        """The log once want (a string, or a predicate on the log) holds,
+        else None. Lines about a request are written on the daemon's threads,
+        some after the client has its answer (the access log line when the
+        connection is done), so a test that looks right after an effect must
+        wait for the line rather than read once."""
+        ok = want if callable(want) else (lambda log: want in log)
+        deadline = time.time() + timeout
+        while True:
+            log = self.log()
+            if ok(log):
+                return log
+            if time.time() >= deadline:
+                return None
+            time.sleep(0.05)
+
     def status(self, field):
         with open("/proc/%d/status" % self.pid) as f:
             for line in f:

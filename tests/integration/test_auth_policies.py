@@ -263,11 +263,18 @@ def test_metrics_and_stats_are_permission_gated(srv):
     assert st == 200
     st, _, _ = srv.request("GET", "/v1/meta/stats", access_key=mid, secret_key=msec)
     assert st == 200
-    # the access log is JSON, with key ids and no signatures
-    lines = [l for l in srv.log().splitlines() if l.startswith('{"time"')]
-    assert lines
-    recs = [json.loads(l) for l in lines]
-    assert any(r["op"] == "GetMetrics" and r["key_id"] == mid for r in recs)
+    # the access log is JSON, with key ids and no signatures; a request's
+    # line is written when its connection is done, after the client has the
+    # answer, so wait for the last two
+    def records(log):
+        return [json.loads(l) for l in log.splitlines() if l.startswith('{"time"')]
+
+    def has(log, op):
+        return any(r["op"] == op and r["key_id"] == mid for r in records(log))
+
+    assert srv.wait_log(lambda log: has(log, "GetMetrics") and has(log, "GetStats")), \
+        srv.log_tail()
+    recs = records(srv.log())
     assert all("request_id" in r and "status" in r and "duration_ms" in r for r in recs)
     assert "Signature=" not in srv.log()
 

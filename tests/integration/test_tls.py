@@ -214,7 +214,8 @@ def test_replication_over_https_verifies_peer(tls_server, pki, tmp_path):
             return w["last_error"] if w.get("last_error") else None
         err = wait_for(failed, timeout=15)
         assert err and "certificate" in err.lower(), repl_status(c)
-        assert "certificate" in c.log().lower()
+        # the status can show the error just before the log line is written
+        assert wait_for(lambda: "certificate" in c.log().lower()), c.log_tail()
         assert c.client().list_buckets()["Buckets"] == []
     finally:
         c.stop()
