@@ -170,19 +170,20 @@ def bench_large(a, b, mib, rounds, tmp):
               % (mib, i + 1, took, repl_bps / 1048576, moved >> 20, cached / 1048576,
                  100 * repl_bps / cached if cached else 0, cold / 1048576,
                  100 * repl_bps / cold if cold else 0), flush=True)
+    repl_med = median([r for r, _, _ in rows])
     r_cached = median([r / g for r, g, _ in rows if g])
     r_cold = median([r / g for r, _, g in rows if g])
     print("large file %d MiB, median of %d rounds: replication %.0f MiB/s; S3 GET %.0f MiB/s "
           "cached, %.0f MiB/s from disk; replication / cached GET %.0f%%   target >= 50%% %s; "
           "replication / GET from disk %.0f%%"
-          % (mib, rounds, median([r for r, _, _ in rows]) / 1048576,
+          % (mib, rounds, repl_med / 1048576,
              median([g for _, g, _ in rows]) / 1048576, median([g for _, _, g in rows]) / 1048576,
              100 * r_cached, "OK" if r_cached >= 0.5 else "MISSED", 100 * r_cold))
     # the receiver has to write and fsync every byte: B's own disk is the other ceiling
     disk_bps, how = raw_disk_speed(os.path.dirname(b.data), mib)
     print("raw disk on B's filesystem, %d MiB write+fsync (%s): %.0f MiB/s; median replication / "
           "disk %.0f%%" % (mib, how, disk_bps / 1048576,
-                           100 * median([r for r, _, _ in rows]) / disk_bps if disk_bps else 0))
+                           100 * repl_med / disk_bps if disk_bps else 0))
     # a re-sent (copy) and a renamed file move no chunk data
     before = worker_bytes(b)
     a.s3.copy_object(Bucket="big", Key="copy.bin",

@@ -207,10 +207,7 @@ def test_disconnect_mid_upload(s3server, s3, bucket):
             for _ in range(40):
                 s.sendall(b"z" * 262144)  # 10 MiB of 64, then vanish
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    deadline = time.time() + 10
-    while time.time() < deadline and "client-abort" not in s3server.log() and \
-            "read-error" not in s3server.log() and " error" not in s3server.log():
-        time.sleep(0.1)
+    s3server.wait_log(lambda log: "client-abort" in log or "read-error" in log or " error" in log)
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="gone")
     assert not s3.list_object_versions(Bucket=bucket).get("Versions")

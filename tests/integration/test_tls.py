@@ -157,7 +157,7 @@ def test_sighup_reloads_certificate_and_keeps_old_on_failure(tls_server, pki, tm
     swap_file(pki.key, open(key2, "rb").read())
     swap_file(pki.cert, open(cert2, "rb").read())
     os.kill(tls_server.pid, signal.SIGHUP)
-    assert wait_for(lambda: "TLS certificate reloaded" in tls_server.log())
+    assert tls_server.wait_log("TLS certificate reloaded")
     assert served_serial(port) == 2002
     old.put_object(Bucket="hup", Key="after", Body=b"2")
     assert tls_client(tls_server, pki.ca).get_object(Bucket="hup", Key="after")["Body"].read() == b"2"
@@ -165,14 +165,16 @@ def test_sighup_reloads_certificate_and_keeps_old_on_failure(tls_server, pki, tm
     # A broken certificate file: logged, old certificate still served.
     swap_file(pki.cert, b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
     os.kill(tls_server.pid, signal.SIGHUP)
-    assert wait_for(lambda: tls_server.log().count("TLS reload failed") == 1), tls_server.log_tail()
+    assert tls_server.wait_log(lambda log: log.count("TLS reload failed") == 1), \
+        tls_server.log_tail()
     assert served_serial(port) == 2002
     # A certificate whose key is not the one on disk: refused the same way.
     cert3, key3 = str(tmp_path / "c3.pem"), str(tmp_path / "k3.pem")
     pki.issue(cert3, key3, 3003)
     swap_file(pki.cert, open(cert3, "rb").read())
     os.kill(tls_server.pid, signal.SIGHUP)
-    assert wait_for(lambda: tls_server.log().count("TLS reload failed") == 2), tls_server.log_tail()
+    assert tls_server.wait_log(lambda log: log.count("TLS reload failed") == 2), \
+        tls_server.log_tail()
     assert "do not match" in tls_server.log()
     assert served_serial(port) == 2002
     assert tls_client(tls_server, pki.ca).get_object(Bucket="hup", Key="before")["Body"].read() == b"1"
@@ -215,7 +217,7 @@ def test_replication_over_https_verifies_peer(tls_server, pki, tmp_path):
         err = wait_for(failed, timeout=15)
         assert err and "certificate" in err.lower(), repl_status(c)
         # the status can show the error just before the log line is written
-        assert wait_for(lambda: "certificate" in c.log().lower()), c.log_tail()
+        assert c.wait_log(lambda log: "certificate" in log.lower()), c.log_tail()
         assert c.client().list_buckets()["Buckets"] == []
     finally:
         c.stop()
