@@ -426,10 +426,17 @@ int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[
  * scrub covers them). Holes read as zeros; chunks scrub found damaged fail.
  * A chunk gc moved between the index lookup and the read is looked up again.
  */
+/* Reads len bytes at off of chunk ref into buf, or with whole the whole chunk
+ * checked against its record. doff (whole only, may be NULL): buf is
+ * aligned, with STORE_DIRECT_READ_CAP(ref->len) bytes, and the chunk is read
+ * past the page cache where the store can; *doff gets where its data starts
+ * in buf (0 when read the plain way). */
 static int chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
-		      int whole, sl_err *err)
+		      int whole, size_t *doff, sl_err *err)
 {
 	static const uint8_t zero[32];
+	if (doff)
+		*doff = 0;
 	if (memcmp(ref->hash, zero, 32) == 0) {
 		memset(buf, 0, len);
 		return 0;
@@ -458,7 +465,9 @@ static int chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf
 		}
 		if (loc.len != ref->len)
 			return sl_err_set(err, SL_ECORRUPT, "chunk length differs from the index");
-		rc = store_read_chunk(c->st, loc, ref->hash, buf, err);
+		rc = doff ? store_read_chunk_direct(c->st, loc, ref->hash, buf, doff, err) : 1;
+		if (rc == 1)
+			rc = store_read_chunk(c->st, loc, ref->hash, buf, err);
 		if (rc != SL_EIO && !(rc == SL_ECORRUPT && attempt == 0))
 			return rc;
 	}
@@ -470,12 +479,7 @@ int core_chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, 
 {
 	if ((uint64_t)off + len > ref->len)
 		return sl_err_set(err, SL_EINVAL, "read past the end of a chunk");
-	return chunk_read(c, ref, off, buf, len, 0, err);
-}
-
-static int chunk_read_whole(core *c, const core_chunkref *ref, void *buf, sl_err *err)
-{
-	return chunk_read(c, ref, 0, buf, ref->len, 1, err);
+	return chunk_read(c, ref, off, buf, len, 0, NULL, err);
 }
 
 /* ---- puts --------------------------------------------------------------------- */
@@ -1050,16 +1054,18 @@ struct core_reader {
 	ssize_t loaded; /* chunk index held in buf, -1 none */
 	uint8_t *buf;
 	size_t cap;
+	size_t boff; /* where the loaded chunk's data starts in buf */
 	/* read-ahead; mu/cv guard pf_busy, pf_rc */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint8_t *pbuf;
-	size_t pcap;
+	size_t pcap, pboff;
 	ssize_t pf_idx; /* chunk being read or held in pbuf, -1 none */
 	int pf_busy;	/* a task is reading into pbuf */
 	int pf_rc;
 	int slot;   /* holds a background slot (and so may keep pbuf) */
 	int advise; /* ask the disk for chunks ahead (POSIX_FADV_WILLNEED) */
+	int direct; /* read large chunks past the page cache (store_read_chunk_direct) */
 };
 
 int core_head(core *c, const char *bucket, const char *key, const char *version_id,
@@ -1243,8 +1249,70 @@ int core_chunks_open(core *c, const core_chunkref *ch, size_t n, core_reader **o
 	}
 	memcpy(rd->ch, ch, n * sizeof(*ch));
 	rd->n = n;
-	rd->advise = 1; /* replication: what it sends was written past the page cache */
+	/* replication: what it sends was mostly written past the page cache,
+	 * and is read once. The large chunks are read the same way: filling
+	 * fresh page-cache pages and copying out of them cost the sender about
+	 * as much CPU as the rest of its work. */
+	rd->advise = 1;
+	rd->direct = 1;
 	return reader_ready(rd, out, err);
+}
+
+/* Whether rd reads chunk ref past the page cache. */
+static int reader_direct(const core_reader *rd, const core_chunkref *ref)
+{
+	return rd->direct && ref->len >= STORE_DIRECT_MIN;
+}
+
+/* Gives back a buffer of the reader's (cap bytes). */
+static void reader_buf_drop(core_reader *rd, uint8_t *buf, size_t cap)
+{
+	if (cap == CORE_CHUNK_SIZE)
+		core_chunkbuf_put(rd->c, buf);
+	else
+		free(buf);
+}
+
+/* Makes *buf (*cap bytes) big enough for chunk ref: for a direct read,
+ * aligned and with room for the blocks around the chunk; else with pool a
+ * CORE_CHUNK_SIZE buffer (the read-ahead one), without it ref->len bytes.
+ * SL_ENOMEM. */
+static int reader_buf_fit(core_reader *rd, const core_chunkref *ref, int pool, uint8_t **buf,
+			  size_t *cap)
+{
+	if (reader_direct(rd, ref)) {
+		size_t need = STORE_DIRECT_READ_CAP(CORE_CHUNK_SIZE);
+		if (*cap >= need)
+			return 0;
+		void *p = NULL;
+		if (posix_memalign(&p, STORE_IO_DIRECT_ALIGN, need) != 0)
+			return SL_ENOMEM;
+		reader_buf_drop(rd, *buf, *cap);
+		*buf = p;
+		*cap = need;
+		return 0;
+	}
+	if (*cap >= ref->len)
+		return 0;
+	pool = pool && ref->len <= CORE_CHUNK_SIZE;
+	uint8_t *nb = pool ? core_chunkbuf_get(rd->c) : malloc(ref->len);
+	if (!nb)
+		return SL_ENOMEM;
+	reader_buf_drop(rd, *buf, *cap);
+	*buf = nb;
+	*cap = pool ? CORE_CHUNK_SIZE : ref->len;
+	return 0;
+}
+
+/* Reads chunk ref whole into buf (fitted by reader_buf_fit); *off gets where
+ * its data starts. */
+static int reader_read(core_reader *rd, const core_chunkref *ref, uint8_t *buf, size_t *off,
+		       sl_err *err)
+{
+	if (reader_direct(rd, ref))
+		return chunk_read(rd->c, ref, 0, buf, ref->len, 1, off, err);
+	*off = 0;
+	return chunk_read(rd->c, ref, 0, buf, ref->len, 1, NULL, err);
 }
 
 static int core_slot_get(core *c);
@@ -1254,7 +1322,7 @@ static void reader_prefetch_task(void *arg)
 {
 	core_reader *rd = arg;
 	sl_err e = { 0 };
-	int rc = chunk_read_whole(rd->c, &rd->ch[rd->pf_idx], rd->pbuf, &e);
+	int rc = reader_read(rd, &rd->ch[rd->pf_idx], rd->pbuf, &rd->pboff, &e);
 	pthread_mutex_lock(&rd->mu);
 	rd->pf_rc = rc;
 	rd->pf_busy = 0;
@@ -1275,10 +1343,7 @@ static void reader_prefetch_wait(core_reader *rd)
 static void reader_prefetch_release(core_reader *rd)
 {
 	reader_prefetch_wait(rd);
-	if (rd->pcap == CORE_CHUNK_SIZE)
-		core_chunkbuf_put(rd->c, rd->pbuf);
-	else
-		free(rd->pbuf);
+	reader_buf_drop(rd, rd->pbuf, rd->pcap);
 	rd->pbuf = NULL;
 	rd->pcap = 0;
 	rd->pf_idx = -1;
@@ -1292,7 +1357,8 @@ static void reader_prefetch_release(core_reader *rd)
 static void reader_advise(core_reader *rd, size_t i)
 {
 	static const uint8_t hole[32];
-	if (i >= rd->n || rd->ch[i].len == 0 || memcmp(rd->ch[i].hash, hole, 32) == 0)
+	if (i >= rd->n || rd->ch[i].len == 0 || memcmp(rd->ch[i].hash, hole, 32) == 0 ||
+	    reader_direct(rd, &rd->ch[i]))
 		return;
 	store_loc loc;
 	meta_conn *r = meta_reader(rd->c->md);
@@ -1318,14 +1384,9 @@ static void reader_prefetch(core_reader *rd, size_t i)
 	}
 	if (!rd->slot && !(rd->slot = core_slot_get(rd->c)))
 		return;
-	if (rd->pcap < rd->ch[i].len) {
-		free(rd->pbuf); /* only a smaller one than a whole chunk */
-		rd->pbuf = core_chunkbuf_get(rd->c);
-		rd->pcap = rd->pbuf ? CORE_CHUNK_SIZE : 0;
-		if (!rd->pbuf) {
-			reader_prefetch_release(rd);
-			return;
-		}
+	if (reader_buf_fit(rd, &rd->ch[i], 1, &rd->pbuf, &rd->pcap) < 0) {
+		reader_prefetch_release(rd);
+		return;
 	}
 	rd->pf_idx = (ssize_t)i;
 	rd->pf_busy = 1;
@@ -1349,6 +1410,7 @@ static int reader_load(core_reader *rd, size_t i, int ahead, sl_err *err)
 			size_t tc = rd->cap;
 			rd->buf = rd->pbuf;
 			rd->cap = rd->pcap;
+			rd->boff = rd->pboff;
 			rd->pbuf = t;
 			rd->pcap = tc;
 			rd->pf_idx = -1;
@@ -1361,15 +1423,10 @@ static int reader_load(core_reader *rd, size_t i, int ahead, sl_err *err)
 		}
 		rd->pf_idx = -1; /* not the chunk wanted, or failed: read it here */
 	}
-	if (rd->cap < ref->len) {
-		uint8_t *nb = realloc(rd->buf, ref->len);
-		if (!nb)
-			return sl_err_set(err, SL_ENOMEM, "out of memory");
-		rd->buf = nb;
-		rd->cap = ref->len;
-	}
 	rd->loaded = -1;
-	int rc = chunk_read_whole(rd->c, ref, rd->buf, err);
+	if (reader_buf_fit(rd, ref, 0, &rd->buf, &rd->cap) < 0)
+		return sl_err_set(err, SL_ENOMEM, "out of memory");
+	int rc = reader_read(rd, ref, rd->buf, &rd->boff, err);
 	if (rc < 0)
 		return rc;
 	rd->loaded = (ssize_t)i;
@@ -1413,7 +1470,7 @@ ssize_t core_read_at(core_reader *rd, void *buf, size_t len, uint64_t off, sl_er
 		size_t take = (size_t)(ce - from);
 		if (take > len - done)
 			take = len - done;
-		memcpy(p + done, rd->buf + (from - cs), take);
+		memcpy(p + done, rd->buf + rd->boff + (from - cs), take);
 		done += take;
 	}
 	return (ssize_t)done;
@@ -1428,10 +1485,7 @@ void core_reader_free(core_reader *rd)
 	pthread_cond_destroy(&rd->cv);
 	free(rd->ch);
 	free(rd->offs);
-	if (rd->cap == CORE_CHUNK_SIZE)
-		core_chunkbuf_put(rd->c, rd->buf);
-	else
-		free(rd->buf);
+	reader_buf_drop(rd, rd->buf, rd->cap);
 	free(rd);
 }
 

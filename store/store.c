@@ -20,7 +20,6 @@
 #include "common/crc32c.h"
 
 #define STORE_WRITEBACK_BYTES (8u << 20) /* appends between writeback hints */
-#define STORE_DIRECT_MIN (1u << 20)	 /* smallest COLD chunk written with O_DIRECT */
 #define STORE_WQ 3			 /* direct appends staged for the writer thread */
 
 struct store {
@@ -47,6 +46,7 @@ struct store {
 	uint8_t *dbuf;	 /* aligned buffer of the first direct append (it finds out
 			    whether O_DIRECT works here) */
 	size_t dcap;
+	atomic_int no_direct_read; /* O_DIRECT reads failed to start here: none are tried */
 	/* Direct appends: staged under mu into an aligned buffer, written by the
 	 * writer thread in order while the appender goes on. Plain writes,
 	 * read-backs and seals wait for an empty queue (O_DIRECT is on for
@@ -787,6 +787,22 @@ void store_advise(store *s, store_loc loc)
 	s->io->close(s->io, fd);
 }
 
+/* Checks a chunk record read back: head is its header and hash, data its
+ * loc.len data bytes. */
+static int check_chunk(const char *path, store_loc loc, const uint8_t *head, const uint8_t hash[32],
+		       const void *data, sl_err *err)
+{
+	seg_rec rec;
+	if (seg_rec_decode(head, SEG_REC_HEADER, &rec) < 0 || rec.type != SEG_REC_CHUNK ||
+	    rec.payload_len != loc.len + 32 || memcmp(head + SEG_REC_HEADER, hash, 32) != 0 ||
+	    sl_crc32c(sl_crc32c(0, head + SEG_REC_HEADER, 32), data, loc.len) != rec.payload_crc)
+		return sl_err_set(err, SL_ECORRUPT,
+				  "stored chunk in %s at %" PRIu64 " is damaged (checksum "
+				  "mismatch)",
+				  path, loc.off);
+	return 0;
+}
+
 int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf, sl_err *err)
 {
 	uint8_t head[SEG_REC_HEADER + 32];
@@ -808,15 +824,58 @@ int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf,
 	if (r < 0)
 		return sl_err_set(err, r == -EIO ? SL_EIO : sl_code_from_errno(-r),
 				  "read %s at %" PRIu64 ": %s", path, loc.off, strerror(-r));
-	seg_rec rec;
-	if (seg_rec_decode(head, SEG_REC_HEADER, &rec) < 0 || rec.type != SEG_REC_CHUNK ||
-	    rec.payload_len != loc.len + 32 || memcmp(head + SEG_REC_HEADER, hash, 32) != 0 ||
-	    sl_crc32c(sl_crc32c(0, head + SEG_REC_HEADER, 32), buf, loc.len) != rec.payload_crc)
-		return sl_err_set(err, SL_ECORRUPT,
-				  "stored chunk in %s at %" PRIu64 " is damaged (checksum "
-				  "mismatch)",
-				  path, loc.off);
-	return 0;
+	return check_chunk(path, loc, head, hash, buf, err);
+}
+
+int store_read_chunk_direct(store *s, store_loc loc, const uint8_t hash[32], uint8_t *buf,
+			    size_t *off, sl_err *err)
+{
+	const uint64_t A = STORE_IO_DIRECT_ALIGN;
+	const uint64_t hl = SEG_REC_HEADER + 32;
+	if (!s->io->direct || atomic_load(&s->no_direct_read) || ((uintptr_t)buf & (A - 1)))
+		return 1;
+	if (loc.off < hl)
+		return sl_err_set(err, SL_ECORRUPT, "bad chunk location");
+	char path[4096];
+	seg_path(s, loc.seg, path, sizeof(path));
+	if (wait_written(s, loc.seg, loc.off + loc.len) < 0)
+		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
+				  loc.off);
+	int fd = s->io->open(s->io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
+				  "open %s: %s", path, strerror(-fd));
+	if (s->io->direct(s->io, fd, 1) < 0) {
+		s->io->close(s->io, fd);
+		atomic_store(&s->no_direct_read, 1);
+		return 1;
+	}
+	/* whole blocks around the record; the end may lie past the file's end */
+	uint64_t from = (loc.off - hl) / A * A;
+	uint64_t want = loc.off + loc.len - from;
+	size_t n = (size_t)((want + A - 1) / A * A);
+	size_t got = 0;
+	int r = 0;
+	while (got < want) {
+		ssize_t k = s->io->pread(s->io, fd, buf + got, n - got, (off_t)(from + got));
+		if (k == -EINVAL && got == 0) {
+			/* the filesystem took O_DIRECT but not this alignment */
+			s->io->close(s->io, fd);
+			atomic_store(&s->no_direct_read, 1);
+			return 1;
+		}
+		if (k <= 0) {
+			r = k < 0 ? (int)k : -EIO;
+			break;
+		}
+		got += (size_t)k;
+	}
+	s->io->close(s->io, fd);
+	if (r < 0)
+		return sl_err_set(err, r == -EIO ? SL_EIO : sl_code_from_errno(-r),
+				  "read %s at %" PRIu64 ": %s", path, loc.off, strerror(-r));
+	*off = (size_t)(loc.off - from);
+	return check_chunk(path, loc, buf + *off - hl, hash, buf + *off, err);
 }
 
 void store_tick(store *s)

@@ -67,6 +67,8 @@ void store_close(store *s);
  * record, and are cut on seal, close and recovery. Otherwise a plain
  * append. */
 #define STORE_APPEND_COLD 0x100
+/* The smallest COLD chunk written with O_DIRECT. */
+#define STORE_DIRECT_MIN (1u << 20)
 
 /* Appends a record. For SEG_REC_CHUNK, hash is the SHA-256 of data. On
  * failure the segment is cut back so no partial record remains (a staged
@@ -85,6 +87,17 @@ store_pos store_tail(store *s);
  * checks it: the record around it must be a CHUNK record of that length for
  * hash, and its CRC-32C must match. SL_ECORRUPT if not. */
 int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf, sl_err *err);
+/* Bytes of buffer store_read_chunk_direct needs for a chunk of len bytes. */
+#define STORE_DIRECT_READ_CAP(len) ((size_t)(len) + 3 * STORE_IO_DIRECT_ALIGN)
+/* store_read_chunk with O_DIRECT, past the page cache: the whole blocks
+ * around the record are read into buf (aligned to STORE_IO_DIRECT_ALIGN, at
+ * least STORE_DIRECT_READ_CAP(loc.len) bytes) and the data is at buf + *off.
+ * For a reader that expects the disk: no page-cache pages to fill and copy
+ * out of, but no use of them either. Returns 1, having read nothing, where
+ * the io or the filesystem cannot read with O_DIRECT (then it never tries
+ * again): use store_read_chunk. */
+int store_read_chunk_direct(store *s, store_loc loc, const uint8_t hash[32], uint8_t *buf,
+			    size_t *off, sl_err *err);
 /* Starts reading the record at loc into the page cache in the background
  * (POSIX_FADV_WILLNEED): a whole chunk as one request rather than the small
  * synchronous read-ahead a fresh descriptor gets. Advisory; no error. */
