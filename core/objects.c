@@ -1370,8 +1370,9 @@ static void reader_advise(core_reader *rd, size_t i)
 
 /* Starts reading chunk i into pbuf in the background, if a slot is free; with
  * rd->advise, the disk is asked for chunks i and i + 1 as whole requests
- * first. Only for readers that expect the disk: on data in the page cache the
- * extra index lookups and page walks cost a GET about a tenth. */
+ * first (those read through the page cache). Only for readers that expect
+ * the disk: on data in the page cache the extra index lookups and page walks
+ * cost a GET about a tenth. */
 static void reader_prefetch(core_reader *rd, size_t i)
 {
 	if (i >= rd->n || rd->ch[i].len == 0) {

@@ -161,9 +161,10 @@ static void repl_srv_oplog(repl *rp, s3d_req *r)
 
 /* Streams [hash][u32 BE len][data] for each requested hash. The data comes
  * through a core reader over the stored ones, which checks each chunk's CRC
- * and reads the next chunk in the background while this one is sent (the
- * segments of an upload are not in the page cache: it bypassed it). A hash
- * not stored here gets len 0xffffffff and no data. */
+ * and reads the next chunk in the background while this one is sent; the
+ * large chunks it reads with O_DIRECT (those of an upload were written past
+ * the page cache, and a peer reads them once). A hash not stored here gets
+ * len 0xffffffff and no data. */
 typedef struct repl_chunk_tx {
 	uint8_t *hashes;
 	uint32_t *lens;

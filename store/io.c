@@ -3,8 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int px_open(const store_io *io, const char *path, int flags, int mode)
@@ -106,6 +109,39 @@ static int px_direct(const store_io *io, int fd, int on)
 	return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
 }
 
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same on every architecture */
+#endif
+
+struct px_cachestat_range {
+	uint64_t off, len;
+};
+
+struct px_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+static int px_cached(const store_io *io, int fd, off_t off, off_t len)
+{
+	(void)io;
+	static atomic_int unknown; /* an older kernel, or a filter that refuses it */
+	if (len <= 0 || off < 0)
+		return -EINVAL;
+	if (atomic_load(&unknown))
+		return -ENOSYS;
+	struct px_cachestat_range r = { (uint64_t)off, (uint64_t)len };
+	struct px_cachestat cs;
+	if (syscall(__NR_cachestat, fd, &r, &cs, 0) < 0) {
+		int e = errno;
+		if (e == ENOSYS || e == EPERM)
+			atomic_store(&unknown, 1);
+		return -e;
+	}
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t pages = ((uint64_t)off + (uint64_t)len + pg - 1) / pg - (uint64_t)off / pg;
+	return cs.nr_cache >= pages;
+}
+
 static const store_io posix_io = {
 	.open = px_open,
 	.close = px_close,
@@ -121,6 +157,7 @@ static const store_io posix_io = {
 	.ctx = NULL,
 	.writeback = px_writeback,
 	.direct = px_direct,
+	.cached = px_cached,
 };
 
 const store_io *store_io_posix(void)

@@ -35,6 +35,10 @@ typedef struct store_io {
 	 * STORE_IO_DIRECT_ALIGN. -errno (-EINVAL) where the filesystem cannot.
 	 * May be NULL. */
 	int (*direct)(const struct store_io *io, int fd, int on);
+	/* Whether every page of [off, off+len) of fd is in the page cache: 1
+	 * yes, 0 no, -errno where it cannot tell (cachestat(2) came with Linux
+	 * 6.5). May be NULL. */
+	int (*cached)(const struct store_io *io, int fd, off_t off, off_t len);
 } store_io;
 
 #define STORE_IO_DIRECT_ALIGN 4096

@@ -193,7 +193,7 @@ store_io_fault *store_io_fault_new(const store_io_fault_cfg *cfg)
 		f->cfg = *cfg;
 	f->io = (store_io){ f_open,	 f_close,     f_pread, f_pwrite, f_fsync,
 			    f_ftruncate, f_fallocate, f_size,  f_rename, f_unlink,
-			    f_fsync_dir, f,	      NULL,    f_direct };
+			    f_fsync_dir, f,	      NULL,    f_direct, NULL };
 	return f;
 }
 

@@ -845,6 +845,13 @@ int store_read_chunk_direct(store *s, store_loc loc, const uint8_t hash[32], uin
 	if (fd < 0)
 		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
 				  "open %s: %s", path, strerror(-fd));
+	/* all of it in the page cache already (written the plain way, or read
+	 * lately): reading it there is a copy, and the disk is not asked */
+	if (s->io->cached &&
+	    s->io->cached(s->io, fd, (off_t)(loc.off - hl), (off_t)(hl + loc.len)) == 1) {
+		s->io->close(s->io, fd);
+		return 1;
+	}
 	if (s->io->direct(s->io, fd, 1) < 0) {
 		s->io->close(s->io, fd);
 		atomic_store(&s->no_direct_read, 1);

@@ -93,9 +93,9 @@ int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf,
  * around the record are read into buf (aligned to STORE_IO_DIRECT_ALIGN, at
  * least STORE_DIRECT_READ_CAP(loc.len) bytes) and the data is at buf + *off.
  * For a reader that expects the disk: no page-cache pages to fill and copy
- * out of, but no use of them either. Returns 1, having read nothing, where
- * the io or the filesystem cannot read with O_DIRECT (then it never tries
- * again): use store_read_chunk. */
+ * out of. Returns 1, having read nothing, where the whole record is in the
+ * page cache already, or the io or the filesystem cannot read with O_DIRECT
+ * (then it never tries again): use store_read_chunk. */
 int store_read_chunk_direct(store *s, store_loc loc, const uint8_t hash[32], uint8_t *buf,
 			    size_t *off, sl_err *err);
 /* Starts reading the record at loc into the page cache in the background

@@ -3,6 +3,7 @@
  * and read back, scan order, torn-tail recovery, corruption inside committed
  * data, fault injection (ENOSPC, short writes, failing fsync), rotation.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <openssl/sha.h>
@@ -531,13 +532,33 @@ static void test_direct_read(void)
 	CHECK_OK(store_append(s, SEG_REC_CHUNK, hs, small, (uint32_t)strlen(small), &ls, &end,
 			      NULL));
 	CHECK((lp.off - SEG_REC_HEADER - 32) % STORE_IO_DIRECT_ALIGN != 0);
+	CHECK_OK(store_sync(s, NULL));
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/seg-%016llx.sl", dir, (unsigned long long)end.seg);
+	const store_io *io = store_io_posix();
+	int cfd = open(path, O_RDONLY);
+	CHECK(cfd >= 0);
 	sl_err err = { 0 };
-	/* in the open segment, the cold one before its staged write is known done */
+	/* the cold one, written past the page cache */
 	int rc = direct_read(s, lc, hc, big, &err);
 	CHECK(rc == 0 || rc == 1);
 	if (rc == 1) {
 		fprintf(stderr, "note: no O_DIRECT reads on %s\n", dir);
 	} else {
+		/* the plain ones are in the page cache: read there where the
+		 * kernel can tell (cachestat), else from the disk */
+		const off_t hl = SEG_REC_HEADER + 32;
+		int pc = io->cached(io, cfd, (off_t)lp.off - hl, hl + lp.len) == 1;
+		int sc = io->cached(io, cfd, (off_t)ls.off - hl, hl + ls.len) == 1;
+		if (!sc)
+			fprintf(stderr, "note: the page cache cannot be asked here\n");
+		big[1] ^= 0x77;
+		CHECK(direct_read(s, lp, hp, big, NULL) == (pc ? 1 : 0));
+		big[1] ^= 0x77;
+		CHECK(direct_read(s, ls, hs, (const uint8_t *)small, NULL) == (sc ? 1 : 0));
+		/* out of the page cache, they come from the disk */
+		CHECK(posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+		CHECK(io->cached(io, cfd, (off_t)ls.off, ls.len) != 1);
 		big[1] ^= 0x77;
 		CHECK_OK(direct_read(s, lp, hp, big, NULL));
 		big[1] ^= 0x77;
@@ -547,14 +568,15 @@ static void test_direct_read(void)
 		size_t off = 0;
 		CHECK(store_read_chunk_direct(s, ls, hs, ub + 1, &off, NULL) == 1);
 		free(ub);
-		/* the wrong hash, and a byte changed through the page cache */
+		/* the wrong hash */
 		CHECK(direct_read(s, ls, hp, (const uint8_t *)small, &err) == SL_ECORRUPT);
+		/* the unaligned end of a sealed segment */
 		CHECK_OK(store_seal(s, NULL));
-		char path[4300];
-		snprintf(path, sizeof(path), "%s/seg-%016llx.sl", dir, (unsigned long long)end.seg);
 		struct stat st;
 		CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size % STORE_IO_DIRECT_ALIGN != 0);
-		CHECK_OK(direct_read(s, ls, hs, (const uint8_t *)small, NULL)); /* file's end */
+		CHECK(fdatasync(cfd) == 0 && posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+		CHECK_OK(direct_read(s, ls, hs, (const uint8_t *)small, NULL));
+		/* a byte changed through the page cache (only its page is there) */
 		int fd = open(path, O_WRONLY);
 		uint8_t x = big[100] ^ 1;
 		CHECK(pwrite(fd, &x, 1, (off_t)(lc.off + 100)) == 1);
@@ -569,6 +591,7 @@ static void test_direct_read(void)
 		close(fd);
 		CHECK_OK(direct_read(s, lc, hc, big, NULL));
 	}
+	close(cfd);
 	store_close(s);
 	/* an io that refuses O_DIRECT: 1, nothing read, plain reads still work */
 	store_io_fault_cfg cfg = { .enospc_after_bytes = -1, .eio_after_writes = -1, .direct = 0 };
@@ -586,6 +609,39 @@ static void test_direct_read(void)
 	free(dir);
 }
 
+/* The posix io's page-cache question (cachestat): a file just written is in
+ * the page cache, then not once dropped from it, then one page of it is. */
+static void test_io_cached(void)
+{
+	char *dir = check_tmpdir();
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	size_t len = 3 * (1u << 20) + 5000;
+	uint8_t *data = malloc(len);
+	memset(data, 'c', len);
+	int fd = open(path, O_CREAT | O_RDWR, 0600);
+	CHECK(fd >= 0 && write(fd, data, len) == (ssize_t)len);
+	const store_io *io = store_io_posix();
+	int c = io->cached(io, fd, 4096, (off_t)len - 4096);
+	CHECK(c == 1 || c == -ENOSYS || c == -EPERM);
+	if (c == 1) {
+		CHECK(fdatasync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+		CHECK(io->cached(io, fd, 4096, (off_t)len - 4096) == 0);
+		char one; /* one page, without read-ahead */
+		CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0);
+		CHECK(pread(fd, &one, 1, 8192) == 1);
+		CHECK(io->cached(io, fd, 8192, 1) == 1 && io->cached(io, fd, 8000, 200) == 0);
+		CHECK(io->cached(io, fd, 0, (off_t)len) == 0);
+	} else {
+		fprintf(stderr, "note: this kernel cannot tell what is in the page cache\n");
+	}
+	CHECK(io->cached(io, fd, 0, 0) == -EINVAL);
+	close(fd);
+	free(data);
+	check_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	test_format();
@@ -597,5 +653,6 @@ int main(void)
 	test_concurrent_cold_appends();
 	test_staged_write_fails();
 	test_direct_read();
+	test_io_cached();
 	return check_done("store");
 }
