@@ -425,12 +425,11 @@ int core_chunk_store(core *c, const void *buf, uint32_t len, const uint8_t hash[
  * record's CRC-32C; otherwise len bytes at off, unchecked (small FUSE reads;
  * scrub covers them). Holes read as zeros; chunks scrub found damaged fail.
  * A chunk gc moved between the index lookup and the read is looked up again.
+ * doff (whole only, may be NULL): buf is aligned, with
+ * STORE_DIRECT_READ_CAP(ref->len) bytes, and the chunk is read past the page
+ * cache where the store can (store_read_chunk_direct); *doff gets where its
+ * data starts in buf (0 when read the plain way).
  */
-/* Reads len bytes at off of chunk ref into buf, or with whole the whole chunk
- * checked against its record. doff (whole only, may be NULL): buf is
- * aligned, with STORE_DIRECT_READ_CAP(ref->len) bytes, and the chunk is read
- * past the page cache where the store can; *doff gets where its data starts
- * in buf (0 when read the plain way). */
 static int chunk_read(core *c, const core_chunkref *ref, uint32_t off, void *buf, uint32_t len,
 		      int whole, size_t *doff, sl_err *err)
 {
