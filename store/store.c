@@ -755,17 +755,28 @@ static int wait_written(store *s, uint64_t seg, uint64_t end)
 	return r;
 }
 
-int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err)
+/* Opens segment seg for reading once its bytes up to end are written (path
+ * gets its name; off is for the messages): the fd, or an SL_ code. */
+static int open_read(store *s, uint64_t seg, uint64_t off, uint64_t end, char *path, size_t pn,
+		     sl_err *err)
 {
-	char path[4096];
-	seg_path(s, seg, path, sizeof(path));
-	if (wait_written(s, seg, off + len) < 0)
+	seg_path(s, seg, path, pn);
+	if (wait_written(s, seg, end) < 0)
 		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
 				  off);
 	int fd = s->io->open(s->io, path, O_RDONLY, 0);
 	if (fd < 0)
 		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
 				  "open %s: %s", path, strerror(-fd));
+	return fd;
+}
+
+int store_read(store *s, uint64_t seg, uint64_t off, void *buf, uint32_t len, sl_err *err)
+{
+	char path[4096];
+	int fd = open_read(s, seg, off, off + len, path, sizeof(path), err);
+	if (fd < 0)
+		return fd;
 	int r = store_io_read_all(s->io, fd, buf, len, (off_t)off);
 	s->io->close(s->io, fd);
 	if (r < 0)
@@ -809,14 +820,9 @@ int store_read_chunk(store *s, store_loc loc, const uint8_t hash[32], void *buf,
 	if (loc.off < sizeof(head))
 		return sl_err_set(err, SL_ECORRUPT, "bad chunk location");
 	char path[4096];
-	seg_path(s, loc.seg, path, sizeof(path));
-	if (wait_written(s, loc.seg, loc.off + loc.len) < 0)
-		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
-				  loc.off);
-	int fd = s->io->open(s->io, path, O_RDONLY, 0);
+	int fd = open_read(s, loc.seg, loc.off, loc.off + loc.len, path, sizeof(path), err);
 	if (fd < 0)
-		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
-				  "open %s: %s", path, strerror(-fd));
+		return fd;
 	int r = store_io_read_all(s->io, fd, head, sizeof(head), (off_t)(loc.off - sizeof(head)));
 	if (r == 0)
 		r = store_io_read_all(s->io, fd, buf, loc.len, (off_t)loc.off);
@@ -837,14 +843,9 @@ int store_read_chunk_direct(store *s, store_loc loc, const uint8_t hash[32], uin
 	if (loc.off < hl)
 		return sl_err_set(err, SL_ECORRUPT, "bad chunk location");
 	char path[4096];
-	seg_path(s, loc.seg, path, sizeof(path));
-	if (wait_written(s, loc.seg, loc.off + loc.len) < 0)
-		return sl_err_set(err, SL_EIO, "read %s at %" PRIu64 ": its write failed", path,
-				  loc.off);
-	int fd = s->io->open(s->io, path, O_RDONLY, 0);
+	int fd = open_read(s, loc.seg, loc.off, loc.off + loc.len, path, sizeof(path), err);
 	if (fd < 0)
-		return sl_err_set(err, fd == -ENOENT ? SL_ECORRUPT : sl_code_from_errno(-fd),
-				  "open %s: %s", path, strerror(-fd));
+		return fd;
 	/* all of it in the page cache already (written the plain way, or read
 	 * lately): reading it there is a copy, and the disk is not asked */
 	if (s->io->cached &&
