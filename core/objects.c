@@ -1308,10 +1308,9 @@ static int reader_buf_fit(core_reader *rd, const core_chunkref *ref, int pool, u
 static int reader_read(core_reader *rd, const core_chunkref *ref, uint8_t *buf, size_t *off,
 		       sl_err *err)
 {
-	if (reader_direct(rd, ref))
-		return chunk_read(rd->c, ref, 0, buf, ref->len, 1, off, err);
 	*off = 0;
-	return chunk_read(rd->c, ref, 0, buf, ref->len, 1, NULL, err);
+	return chunk_read(rd->c, ref, 0, buf, ref->len, 1, reader_direct(rd, ref) ? off : NULL,
+			  err);
 }
 
 static int core_slot_get(core *c);
